@@ -1,0 +1,558 @@
+//! RabbitMQ through lapin: persistent messages, publisher confirms awaited per message but
+//! pipelined on a few shared channels, a supervisor that reconnects with backoff (a publish
+//! during an outage fails at once with `Unavailable`), and the topology declared on every
+//! (re)connect.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::publisher_confirm::Confirmation;
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use tokio::sync::{mpsc, watch};
+
+use crate::message::{Acker, Delivery, Message, Props};
+use crate::{BusError, Consumer, QueueSpec};
+use bridge_contracts::topology::Topology;
+
+/// How to reach RabbitMQ.
+#[derive(Clone)]
+pub struct AmqpOptions {
+    pub url: String,
+    pub confirm_timeout: Duration,
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+    pub publish_channels: usize,
+    pub connection_name: String,
+}
+
+impl std::fmt::Debug for AmqpOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpOptions")
+            .field("url", &"[REDACTED]")
+            .field("confirm_timeout", &self.confirm_timeout)
+            .finish()
+    }
+}
+
+struct Live {
+    generation: u64,
+    connection: Connection,
+    publishers: Vec<Channel>,
+    next: AtomicUsize,
+}
+
+struct Inner {
+    opts: AmqpOptions,
+    topology: Topology,
+    live: RwLock<Option<Arc<Live>>>,
+    /// Bumped on every successful connect; consumers resubscribe on change.
+    generation: watch::Sender<u64>,
+    /// Set by lapin's error callback or a failed publish; wakes the supervisor.
+    broken: tokio::sync::Notify,
+    extra_queues: Mutex<Vec<QueueSpec>>,
+    closing: watch::Sender<bool>,
+    counter: AtomicU64,
+}
+
+/// A RabbitMQ connection shared by the process's publishers and consumers.
+#[derive(Clone)]
+pub struct AmqpBus {
+    inner: Arc<Inner>,
+}
+
+impl AmqpBus {
+    /// Starts the connection supervisor. Waits up to `wait` for the first connection; if the
+    /// broker is not there yet the bus still starts (and `/readyz` says so).
+    pub async fn start(opts: AmqpOptions, topology: Topology, wait: Duration) -> Self {
+        let (generation, _) = watch::channel(0);
+        let (closing, _) = watch::channel(false);
+        let bus = Self {
+            inner: Arc::new(Inner {
+                opts,
+                topology,
+                live: RwLock::new(None),
+                generation,
+                broken: tokio::sync::Notify::new(),
+                extra_queues: Mutex::new(Vec::new()),
+                closing,
+                counter: AtomicU64::new(0),
+            }),
+        };
+        let mut gen = bus.inner.generation.subscribe();
+        tokio::spawn(supervise(bus.clone()));
+        let _ = tokio::time::timeout(wait, gen.wait_for(|g| *g > 0)).await;
+        bus
+    }
+
+    fn live(&self) -> Option<Arc<Live>> {
+        self.inner.live.read().ok().and_then(|l| l.clone())
+    }
+
+    fn mark_broken(&self, generation: u64) {
+        if let Ok(mut l) = self.inner.live.write() {
+            if l.as_ref().is_some_and(|live| live.generation == generation) {
+                *l = None;
+            }
+        }
+        self.inner.broken.notify_one();
+    }
+
+    pub fn ready(&self) -> Result<(), String> {
+        match self.live() {
+            Some(l) if l.connection.status().connected() => Ok(()),
+            _ => Err("not connected to RabbitMQ".into()),
+        }
+    }
+
+    pub async fn publish(&self, msg: &Message) -> Result<(), BusError> {
+        let live = self
+            .live()
+            .ok_or_else(|| BusError::Unavailable("not connected to RabbitMQ".into()))?;
+        let i = live.next.fetch_add(1, Ordering::Relaxed) % live.publishers.len();
+        let channel = &live.publishers[i];
+        let props = to_amqp_props(&msg.props);
+        let confirm = channel
+            .basic_publish(
+                &msg.exchange,
+                &msg.routing_key,
+                BasicPublishOptions::default(),
+                &msg.body,
+                props,
+            )
+            .await
+            .map_err(|e| {
+                self.mark_broken(live.generation);
+                BusError::Unavailable(e.to_string())
+            })?;
+        let timeout = self.inner.opts.confirm_timeout;
+        match tokio::time::timeout(timeout, confirm).await {
+            Err(_) => Err(BusError::ConfirmTimeout(timeout)),
+            Ok(Err(e)) => {
+                self.mark_broken(live.generation);
+                Err(BusError::Unavailable(e.to_string()))
+            }
+            Ok(Ok(Confirmation::Ack(_))) => Ok(()),
+            Ok(Ok(Confirmation::Nack(_))) => Err(BusError::Nacked),
+            Ok(Ok(Confirmation::NotRequested)) => {
+                Err(BusError::Broker("channel is not in confirm mode".into()))
+            }
+        }
+    }
+
+    pub async fn declare_queue(&self, spec: &QueueSpec) -> Result<(), BusError> {
+        if let Ok(mut q) = self.inner.extra_queues.lock() {
+            if !q.iter().any(|s| s.name == spec.name) {
+                q.push(spec.clone());
+            }
+        }
+        let live = self
+            .live()
+            .ok_or_else(|| BusError::Unavailable("not connected to RabbitMQ".into()))?;
+        let ch = live
+            .connection
+            .create_channel()
+            .await
+            .map_err(|e| BusError::Broker(e.to_string()))?;
+        let r = declare_queue_on(&ch, spec).await;
+        let _ = ch.close(200, "declared").await;
+        r
+    }
+
+    pub async fn consume(&self, queue: &str, prefetch: u16) -> Result<Consumer, BusError> {
+        let spec = self.spec_for(queue)?;
+        let (tx, rx) = mpsc::channel(prefetch.max(1) as usize);
+        let bus = self.clone();
+        let tag = format!(
+            "{}-{}",
+            self.inner.opts.connection_name,
+            self.inner.counter.fetch_add(1, Ordering::Relaxed)
+        );
+        let task = tokio::spawn(async move {
+            let mut gen_rx = bus.inner.generation.subscribe();
+            loop {
+                let generation = *gen_rx.borrow_and_update();
+                if let Some(live) = bus.live().filter(|l| l.generation == generation) {
+                    match subscribe(&live, &spec, prefetch, &tag).await {
+                        Ok(mut stream) => {
+                            while let Some(item) = stream.next().await {
+                                match item {
+                                    Ok(d) => {
+                                        let delivery = from_amqp(d, &spec, bus.clone());
+                                        if tx.send(delivery).await.is_err() {
+                                            return;
+                                        }
+                                    }
+                                    Err(e) => {
+                                        tracing::warn!(queue = %spec.name, error = %e, "consumer stream failed");
+                                        bus.mark_broken(live.generation);
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(queue = %spec.name, error = %e, "cannot consume");
+                            bus.mark_broken(live.generation);
+                        }
+                    }
+                }
+                if tx.is_closed() || gen_rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Consumer::new(rx, Some(task.abort_handle())))
+    }
+
+    fn spec_for(&self, queue: &str) -> Result<Arc<QueueSpec>, BusError> {
+        if let Some(q) = self.inner.topology.queues.iter().find(|q| q.name == queue) {
+            return Ok(Arc::new(QueueSpec::from(q)));
+        }
+        self.inner
+            .extra_queues
+            .lock()
+            .ok()
+            .and_then(|q| q.iter().find(|s| s.name == queue).cloned())
+            .map(Arc::new)
+            .ok_or_else(|| BusError::UnknownQueue(queue.to_string()))
+    }
+
+    pub async fn close(&self) {
+        self.inner.closing.send_replace(true);
+        let live = self.inner.live.write().ok().and_then(|mut l| l.take());
+        if let Some(live) = live {
+            let _ = live.connection.close(200, "shutting down").await;
+        }
+    }
+}
+
+async fn subscribe(
+    live: &Live,
+    spec: &QueueSpec,
+    prefetch: u16,
+    tag: &str,
+) -> Result<lapin::Consumer, lapin::Error> {
+    let ch = live.connection.create_channel().await?;
+    ch.basic_qos(prefetch, BasicQosOptions::default()).await?;
+    ch.basic_consume(
+        &spec.name,
+        tag,
+        BasicConsumeOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+}
+
+async fn supervise(bus: AmqpBus) {
+    let mut closing = bus.inner.closing.subscribe();
+    let mut delay = bus.inner.opts.reconnect_min;
+    let mut generation = 0u64;
+    loop {
+        if *closing.borrow() {
+            return;
+        }
+        match connect(&bus, generation + 1).await {
+            Ok(live) => {
+                generation += 1;
+                delay = bus.inner.opts.reconnect_min;
+                if let Ok(mut l) = bus.inner.live.write() {
+                    *l = Some(Arc::new(live));
+                }
+                bus.inner.generation.send_replace(generation);
+                tracing::info!(generation, "connected to RabbitMQ");
+                tokio::select! {
+                    _ = bus.inner.broken.notified() => {}
+                    _ = closing.wait_for(|c| *c) => return,
+                }
+                let old = bus.inner.live.write().ok().and_then(|mut l| l.take());
+                if let Some(old) = old {
+                    let _ = old.connection.close(320, "reconnecting").await;
+                }
+                tracing::warn!("lost the RabbitMQ connection; reconnecting");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?delay, "cannot connect to RabbitMQ");
+                let jitter = Duration::from_millis(rand::random::<u64>() % 100);
+                tokio::select! {
+                    _ = tokio::time::sleep(delay + jitter) => {}
+                    _ = closing.wait_for(|c| *c) => return,
+                }
+                delay = (delay * 2).min(bus.inner.opts.reconnect_max);
+            }
+        }
+    }
+}
+
+async fn connect(bus: &AmqpBus, generation: u64) -> Result<Live, BusError> {
+    let opts = &bus.inner.opts;
+    let props = ConnectionProperties::default()
+        .with_connection_name(LongString::from(opts.connection_name.clone()))
+        .with_executor(tokio_executor_trait::Tokio::current())
+        .with_reactor(tokio_reactor_trait::Tokio);
+    let connection = tokio::time::timeout(
+        Duration::from_secs(5),
+        Connection::connect(&opts.url, props),
+    )
+    .await
+    .map_err(|_| BusError::Unavailable("connect timed out".into()))?
+    .map_err(|e| BusError::Unavailable(e.to_string()))?;
+    let weak = bus.clone();
+    connection.on_error(move |e| {
+        tracing::warn!(error = %e, "RabbitMQ connection error");
+        weak.mark_broken(generation);
+    });
+    let ch = connection
+        .create_channel()
+        .await
+        .map_err(|e| BusError::Broker(e.to_string()))?;
+    declare_topology_on(&ch, &bus.inner.topology).await?;
+    let extra: Vec<QueueSpec> = bus
+        .inner
+        .extra_queues
+        .lock()
+        .map(|q| q.clone())
+        .unwrap_or_default();
+    for spec in &extra {
+        declare_queue_on(&ch, spec).await?;
+    }
+    let _ = ch.close(200, "declared").await;
+    let mut publishers = Vec::with_capacity(opts.publish_channels);
+    for _ in 0..opts.publish_channels {
+        let ch = connection
+            .create_channel()
+            .await
+            .map_err(|e| BusError::Broker(e.to_string()))?;
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(|e| BusError::Broker(e.to_string()))?;
+        publishers.push(ch);
+    }
+    Ok(Live {
+        generation,
+        connection,
+        publishers,
+        next: AtomicUsize::new(0),
+    })
+}
+
+async fn declare_topology_on(ch: &Channel, topology: &Topology) -> Result<(), BusError> {
+    for ex in topology.exchanges {
+        ch.exchange_declare(
+            ex.name,
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| BusError::Broker(format!("declare exchange {}: {e}", ex.name)))?;
+    }
+    for q in topology.queues {
+        declare_queue_on(ch, &QueueSpec::from(q)).await?;
+    }
+    Ok(())
+}
+
+fn args(pairs: &[(&str, AMQPValue)]) -> FieldTable {
+    let mut t = FieldTable::default();
+    for (k, v) in pairs {
+        t.insert(ShortString::from(k.to_string()), v.clone());
+    }
+    t
+}
+
+fn text(s: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(s.to_string()))
+}
+
+async fn declare_queue_on(ch: &Channel, spec: &QueueSpec) -> Result<(), BusError> {
+    let err = |what: String| move |e: lapin::Error| BusError::Broker(format!("{what}: {e}"));
+    for (exchange, _) in &spec.bindings {
+        ch.exchange_declare(
+            exchange,
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(err(format!("declare exchange {exchange}")))?;
+    }
+    let (opts, qargs) = if spec.durable {
+        (
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            args(&[("x-queue-type", text("quorum"))]),
+        )
+    } else {
+        (
+            QueueDeclareOptions {
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+    };
+    ch.queue_declare(&spec.name, opts, qargs)
+        .await
+        .map_err(err(format!("declare queue {}", spec.name)))?;
+    for (exchange, pattern) in &spec.bindings {
+        ch.queue_bind(
+            &spec.name,
+            exchange,
+            pattern,
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(err(format!("bind {} to {exchange} ({pattern})", spec.name)))?;
+    }
+    for (tier, delay) in spec.retry_delays.iter().enumerate() {
+        let mut pairs = vec![
+            (
+                "x-message-ttl",
+                AMQPValue::LongLongInt(delay.as_millis() as i64),
+            ),
+            ("x-dead-letter-exchange", text("")),
+            ("x-dead-letter-routing-key", text(&spec.name)),
+        ];
+        let opts = if spec.durable {
+            pairs.push(("x-queue-type", text("quorum")));
+            pairs.push(("x-dead-letter-strategy", text("at-least-once")));
+            pairs.push(("x-overflow", text("reject-publish")));
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            }
+        } else {
+            pairs.push(("x-expires", AMQPValue::LongLongInt(600_000)));
+            QueueDeclareOptions::default()
+        };
+        let name = spec.retry_queue(tier);
+        ch.queue_declare(&name, opts, args(&pairs))
+            .await
+            .map_err(err(format!("declare queue {name}")))?;
+    }
+    let dlq = spec.dead_letter_queue();
+    let (opts, qargs) = if spec.durable {
+        (
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            args(&[("x-queue-type", text("quorum"))]),
+        )
+    } else {
+        (
+            QueueDeclareOptions::default(),
+            args(&[("x-expires", AMQPValue::LongLongInt(600_000))]),
+        )
+    };
+    ch.queue_declare(&dlq, opts, qargs)
+        .await
+        .map_err(err(format!("declare queue {dlq}")))?;
+    Ok(())
+}
+
+fn to_amqp_props(p: &Props) -> BasicProperties {
+    let mut headers = FieldTable::default();
+    for (k, v) in &p.headers {
+        headers.insert(ShortString::from(k.clone()), text(v));
+    }
+    let mut props = BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_headers(headers);
+    if !p.message_id.is_empty() {
+        props = props.with_message_id(ShortString::from(p.message_id.clone()));
+    }
+    if !p.content_type.is_empty() {
+        props = props.with_content_type(ShortString::from(p.content_type.clone()));
+    }
+    if !p.type_name.is_empty() {
+        props = props.with_type(ShortString::from(p.type_name.clone()));
+    }
+    if p.timestamp_ms > 0 {
+        props = props.with_timestamp((p.timestamp_ms / 1000) as u64);
+    }
+    props
+}
+
+fn header_text(v: &AMQPValue) -> Option<String> {
+    match v {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_string()),
+        AMQPValue::LongLongInt(i) => Some(i.to_string()),
+        AMQPValue::LongInt(i) => Some(i.to_string()),
+        AMQPValue::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn from_amqp_props(p: &BasicProperties) -> Props {
+    let mut headers: Vec<(String, String)> = Vec::new();
+    if let Some(h) = p.headers() {
+        let map: &std::collections::BTreeMap<ShortString, AMQPValue> = h.inner();
+        for (k, v) in map {
+            if let Some(t) = header_text(v) {
+                headers.push((k.as_str().to_string(), t));
+            }
+        }
+    }
+    Props {
+        message_id: p
+            .message_id()
+            .as_ref()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
+        content_type: p
+            .content_type()
+            .as_ref()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
+        type_name: p
+            .kind()
+            .as_ref()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
+        timestamp_ms: p.timestamp().map(|t| t as i64 * 1000).unwrap_or(0),
+        headers,
+    }
+}
+
+fn from_amqp(d: lapin::message::Delivery, spec: &Arc<QueueSpec>, bus: AmqpBus) -> Delivery {
+    let props = from_amqp_props(&d.properties);
+    let exchange = props
+        .header("x-bridge-exchange")
+        .map(str::to_string)
+        .unwrap_or_else(|| d.exchange.as_str().to_string());
+    let routing_key = props
+        .header("x-bridge-routing-key")
+        .map(str::to_string)
+        .unwrap_or_else(|| d.routing_key.as_str().to_string());
+    Delivery {
+        queue: spec.name.clone(),
+        exchange,
+        routing_key,
+        body: bytes::Bytes::from(d.data),
+        props,
+        redelivered: d.redelivered,
+        acker: Acker::Amqp {
+            acker: d.acker,
+            bus,
+        },
+        spec: spec.clone(),
+    }
+}

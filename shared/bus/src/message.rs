@@ -1,0 +1,181 @@
+//! Messages and deliveries, the same for both buses.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::{BusError, QueueSpec};
+
+/// Message properties carried across the bus.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Props {
+    pub message_id: String,
+    pub content_type: String,
+    /// The message's full protobuf name (AMQP `type`).
+    pub type_name: String,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+    /// String headers (traceparent, CloudEvents attributes, retry count).
+    pub headers: Vec<(String, String)>,
+}
+
+impl Props {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub(crate) fn set_header(&mut self, name: &str, value: String) {
+        match self.headers.iter_mut().find(|(k, _)| k == name) {
+            Some(h) => h.1 = value,
+            None => self.headers.push((name.to_string(), value)),
+        }
+    }
+
+    /// How many times the message went through a retry queue.
+    pub fn retry_count(&self) -> usize {
+        self.header(RETRY_HEADER)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+pub(crate) const RETRY_HEADER: &str = "x-bridge-retries";
+pub(crate) const DEAD_REASON_HEADER: &str = "x-bridge-dead-reason";
+
+/// A message to publish.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub exchange: String,
+    pub routing_key: String,
+    pub body: Bytes,
+    pub props: Props,
+}
+
+pub(crate) enum Acker {
+    Amqp {
+        acker: lapin::acker::Acker,
+        bus: crate::AmqpBus,
+    },
+    Embedded {
+        id: i64,
+        bus: crate::EmbeddedBus,
+    },
+}
+
+/// A message received from a queue. Ack only after its effect is durable.
+pub struct Delivery {
+    pub queue: String,
+    pub exchange: String,
+    pub routing_key: String,
+    pub body: Bytes,
+    pub props: Props,
+    /// The broker delivered it before (to this or another consumer) without an ack.
+    pub redelivered: bool,
+    pub(crate) acker: Acker,
+    pub(crate) spec: Arc<QueueSpec>,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("queue", &self.queue)
+            .field("routing_key", &self.routing_key)
+            .field("message_id", &self.props.message_id)
+            .field("redelivered", &self.redelivered)
+            .finish()
+    }
+}
+
+impl Delivery {
+    /// The message is handled: remove it for good.
+    pub async fn ack(self) -> Result<(), BusError> {
+        match self.acker {
+            Acker::Amqp { acker, .. } => acker
+                .ack(lapin::options::BasicAckOptions::default())
+                .await
+                .map_err(|e| BusError::Broker(e.to_string())),
+            Acker::Embedded { id, bus } => bus.ack(&self.queue, id).await,
+        }
+    }
+
+    /// Give it back now, for this or another consumer.
+    pub async fn requeue(self) -> Result<(), BusError> {
+        match self.acker {
+            Acker::Amqp { acker, .. } => acker
+                .nack(lapin::options::BasicNackOptions {
+                    requeue: true,
+                    multiple: false,
+                })
+                .await
+                .map_err(|e| BusError::Broker(e.to_string())),
+            Acker::Embedded { id, bus } => bus.release(&self.queue, id).await,
+        }
+    }
+
+    /// A transient failure: deliver again after the next retry tier's delay, or move to the
+    /// dead-letter queue when the tiers are used up. Returns whether it was dead-lettered.
+    pub async fn retry_later(self, reason: &str) -> Result<bool, BusError> {
+        let tier = self.props.retry_count();
+        if tier >= self.spec.retry_delays.len() {
+            self.dead_letter(reason).await?;
+            return Ok(true);
+        }
+        let mut props = self.props.clone();
+        props.set_header(RETRY_HEADER, (tier + 1).to_string());
+        match self.acker {
+            Acker::Amqp { acker, bus } => {
+                let msg = Message {
+                    exchange: String::new(),
+                    routing_key: self.spec.retry_queue(tier),
+                    body: self.body.clone(),
+                    props: with_origin(props, &self.exchange, &self.routing_key),
+                };
+                bus.publish(&msg).await?;
+                acker
+                    .ack(lapin::options::BasicAckOptions::default())
+                    .await
+                    .map_err(|e| BusError::Broker(e.to_string()))?;
+            }
+            Acker::Embedded { id, bus } => {
+                bus.delay(&self.queue, id, &props, self.spec.retry_delays[tier])
+                    .await?;
+            }
+        }
+        Ok(false)
+    }
+
+    /// A permanent failure: move to the queue's dead-letter queue with the reason.
+    pub async fn dead_letter(self, reason: &str) -> Result<(), BusError> {
+        let mut props = self.props.clone();
+        props.set_header(DEAD_REASON_HEADER, reason.to_string());
+        let dlq = self.spec.dead_letter_queue();
+        match self.acker {
+            Acker::Amqp { acker, bus } => {
+                let msg = Message {
+                    exchange: String::new(),
+                    routing_key: dlq,
+                    body: self.body.clone(),
+                    props: with_origin(props, &self.exchange, &self.routing_key),
+                };
+                bus.publish(&msg).await?;
+                acker
+                    .ack(lapin::options::BasicAckOptions::default())
+                    .await
+                    .map_err(|e| BusError::Broker(e.to_string()))
+            }
+            Acker::Embedded { id, bus } => bus.move_to(&self.queue, id, &dlq, &props).await,
+        }
+    }
+}
+
+/// Keeps the original exchange and key when a message goes through the default exchange.
+fn with_origin(mut props: Props, exchange: &str, key: &str) -> Props {
+    if props.header("x-bridge-exchange").is_none() {
+        props.set_header("x-bridge-exchange", exchange.to_string());
+        props.set_header("x-bridge-routing-key", key.to_string());
+    }
+    props
+}

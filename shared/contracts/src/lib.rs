@@ -1,0 +1,18 @@
+//! The bus contracts: protobuf messages generated from proto/, and the names of exchanges,
+//! queues and routing keys every service shares.
+
+pub mod topology;
+
+/// `feishu_bridge.v1` messages.
+pub mod v1 {
+    #![allow(clippy::all, missing_docs)]
+    include!(concat!(env!("OUT_DIR"), "/feishu_bridge.v1.rs"));
+
+    impl FeishuEvent {
+        /// The message's full protobuf name, used as the AMQP `type` property.
+        pub const FULL_NAME: &'static str = "feishu_bridge.v1.FeishuEvent";
+    }
+}
+
+/// The AMQP `content_type` of every protobuf body.
+pub const PROTOBUF_CONTENT_TYPE: &str = "application/x-protobuf";

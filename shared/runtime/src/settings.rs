@@ -1,0 +1,451 @@
+//! Typed, layered settings: built-in defaults < a TOML file (`--config`) < environment
+//! variables `BRIDGE__SECTION__KEY`. Unknown keys are rejected, and every error names the key.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use url::Url;
+
+/// Why settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("settings: {0}")]
+    Load(String),
+    #[error("settings: `{key}` {problem}")]
+    Invalid { key: &'static str, problem: String },
+}
+
+/// The process's settings. Sections belong to the services that read them.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub http: HttpSettings,
+    pub database: DatabaseSettings,
+    pub broker: BrokerSettings,
+    pub security: SecuritySettings,
+    /// The externally visible base URL of this deployment (what Feishu and browsers reach).
+    pub public_base_url: Option<Url>,
+    pub telemetry: TelemetrySettings,
+    pub ingress: IngressSettings,
+    pub api: ApiSettings,
+    /// App bindings provisioned from the file (secrets from here are stored encrypted).
+    pub apps: Vec<AppProvision>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    pub listen: SocketAddr,
+    /// Worker threads for the HTTP server; 0 = one per core.
+    pub workers: usize,
+    /// How long in-flight requests may take to finish after a shutdown signal.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            workers: 0,
+            shutdown_grace: Duration::from_secs(15),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// `postgres://...` or `sqlite://path?mode=rwc`. Empty: in `all` mode a SQLite file under
+    /// `data_dir`; elsewhere an error.
+    pub url: Option<SecretString>,
+    pub auto_migrate: bool,
+    pub max_connections: u32,
+    /// Where `all` mode keeps its SQLite database and generated master key.
+    pub data_dir: std::path::PathBuf,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            auto_migrate: true,
+            max_connections: 10,
+            data_dir: "data".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerSettings {
+    /// `amqp://user:pass@host:port/vhost`, or `embedded` (only for `all`). Unset: `embedded`
+    /// in `all`, an error elsewhere.
+    pub url: Option<SecretString>,
+    /// How long a publish may wait for the broker's confirm.
+    #[serde(with = "humantime_serde")]
+    pub confirm_timeout: Duration,
+    /// Delay before the first reconnect attempt; doubles up to `reconnect_max`.
+    #[serde(with = "humantime_serde")]
+    pub reconnect_min: Duration,
+    #[serde(with = "humantime_serde")]
+    pub reconnect_max: Duration,
+    /// Publisher channels used round-robin (confirms are pipelined on each).
+    pub publish_channels: usize,
+    /// Unacked deliveries per consumer (basic_qos prefetch).
+    pub prefetch: u16,
+}
+
+impl Default for BrokerSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            confirm_timeout: Duration::from_secs(2),
+            reconnect_min: Duration::from_millis(200),
+            reconnect_max: Duration::from_secs(10),
+            publish_channels: 4,
+            prefetch: 64,
+        }
+    }
+}
+
+impl BrokerSettings {
+    /// Whether the embedded bus is asked for (explicitly, or by leaving the URL unset).
+    pub fn is_embedded(&self) -> bool {
+        self.url
+            .as_ref()
+            .is_none_or(|u| u.expose_secret() == "embedded")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecuritySettings {
+    /// 32 bytes, base64: the key secrets are encrypted with at rest.
+    pub master_key: Option<SecretString>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetrySettings {
+    /// OTLP/gRPC endpoint (e.g. http://otel-collector:4317); traces are exported when set.
+    pub otlp_endpoint: Option<Url>,
+    /// `json` (default) or `pretty`.
+    pub log_format: LogFormat,
+    /// An EnvFilter directive, e.g. `info,sqlx=warn`.
+    pub log_level: String,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            log_format: LogFormat::Json,
+            log_level: "info,sqlx=warn,sea_orm=warn,lapin=warn".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngressSettings {
+    /// Bodies larger than this are refused with 413.
+    pub max_body_bytes: usize,
+    /// How long the ingress waits for the broker's confirm before answering 503 (Feishu gives
+    /// up after 3 s).
+    #[serde(with = "humantime_serde")]
+    pub publish_timeout: Duration,
+    /// How long a published event id is remembered to answer Feishu's duplicates without
+    /// publishing again.
+    #[serde(with = "humantime_serde")]
+    pub dedupe_ttl: Duration,
+    /// How many event ids the duplicate cache keeps.
+    pub dedupe_capacity: u64,
+}
+
+impl Default for IngressSettings {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            publish_timeout: Duration::from_secs(2),
+            dedupe_ttl: Duration::from_secs(8 * 3600),
+            dedupe_capacity: 200_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSettings {
+    /// Service tokens accepted on the internal APIs (`Authorization: Bearer ...`).
+    pub tokens: Vec<SecretString>,
+}
+
+/// An app binding provisioned from the settings file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppProvision {
+    pub app_id: String,
+    pub app_secret: SecretString,
+    #[serde(default)]
+    pub encrypt_key: Option<SecretString>,
+    pub verification_token: SecretString,
+    #[serde(default)]
+    pub team_name: String,
+    #[serde(default)]
+    pub domain: Option<String>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub qr_login_enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Settings {
+    /// Loads defaults, then `file` (if any), then `BRIDGE__*` from the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, SettingsError> {
+        Self::load_from(file, std::env::vars())
+    }
+
+    /// Like [`Settings::load`], with the environment given (for tests).
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, SettingsError> {
+        let mut builder = config::Config::builder();
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(SettingsError::Load(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+        }
+        let env: std::collections::HashMap<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("BRIDGE__"))
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("BRIDGE")
+                .prefix_separator("__")
+                .separator("__")
+                .list_separator(",")
+                .with_list_parse_key("api.tokens")
+                .try_parsing(true)
+                .source(Some(env)),
+        );
+        let raw = builder
+            .build()
+            .map_err(|e| SettingsError::Load(e.to_string()))?;
+        let settings: Settings = raw
+            .try_deserialize()
+            .map_err(|e| SettingsError::Load(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what types alone cannot.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let invalid = |key, problem: &str| SettingsError::Invalid {
+            key,
+            problem: problem.into(),
+        };
+        if self.ingress.max_body_bytes < 1024 {
+            return Err(invalid("ingress.max_body_bytes", "must be at least 1024"));
+        }
+        if self.ingress.publish_timeout >= Duration::from_secs(3) {
+            return Err(invalid(
+                "ingress.publish_timeout",
+                "must be under 3s, Feishu's deadline for an answer",
+            ));
+        }
+        if self.broker.publish_channels == 0 {
+            return Err(invalid("broker.publish_channels", "must be at least 1"));
+        }
+        if let Some(url) = &self.broker.url {
+            let url = url.expose_secret();
+            if !(url == "embedded" || url.starts_with("amqp://") || url.starts_with("amqps://")) {
+                return Err(invalid(
+                    "broker.url",
+                    "must be amqp://..., amqps://... or `embedded`",
+                ));
+            }
+        }
+        if let Some(db) = &self.database.url {
+            let db = db.expose_secret();
+            if !(db.starts_with("postgres://")
+                || db.starts_with("postgresql://")
+                || db.starts_with("sqlite:"))
+            {
+                return Err(invalid(
+                    "database.url",
+                    "must be postgres://... or sqlite:...",
+                ));
+            }
+        }
+        for (i, app) in self.apps.iter().enumerate() {
+            if !is_app_id(&app.app_id) {
+                return Err(SettingsError::Invalid {
+                    key: "apps",
+                    problem: format!(
+                        "entry {i}: app_id `{}` is not `cli_` followed by 16 hex digits",
+                        app.app_id
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `s` has the shape of a Feishu App ID: `cli_` followed by 16 hex digits.
+pub fn is_app_id(s: &str) -> bool {
+    s.strip_prefix("cli_")
+        .is_some_and(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults() {
+        let s = Settings::load_from(None, env(&[])).unwrap();
+        assert_eq!(s.http.listen.to_string(), "0.0.0.0:8080");
+        assert!(s.database.auto_migrate);
+        assert_eq!(s.ingress.max_body_bytes, 1024 * 1024);
+        assert_eq!(s.ingress.publish_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn file_then_env_override() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(
+            f,
+            r#"
+public_base_url = "https://bridge.example.com"
+[http]
+listen = "127.0.0.1:9000"
+[ingress]
+publish_timeout = "1500ms"
+[[apps]]
+app_id = "cli_a1b2c3d4e5f60718"
+app_secret = "s"
+verification_token = "v"
+team_name = "Team"
+"#
+        )
+        .unwrap();
+        let s = Settings::load_from(
+            Some(f.path()),
+            env(&[
+                ("BRIDGE__HTTP__LISTEN", "127.0.0.1:9001"),
+                ("BRIDGE__DATABASE__AUTO_MIGRATE", "false"),
+                ("BRIDGE__API__TOKENS", "a,b"),
+                ("OTHER__HTTP__LISTEN", "ignored"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.http.listen.to_string(), "127.0.0.1:9001");
+        assert!(!s.database.auto_migrate);
+        assert_eq!(s.ingress.publish_timeout, Duration::from_millis(1500));
+        assert_eq!(s.apps.len(), 1);
+        assert_eq!(s.apps[0].team_name, "Team");
+        assert!(s.apps[0].enabled);
+        assert_eq!(s.api.tokens.len(), 2);
+        assert_eq!(
+            s.public_base_url.unwrap().host_str(),
+            Some("bridge.example.com")
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(f, "[http]\nlisten = \"127.0.0.1:1\"\nlisen = 3").unwrap();
+        let e = Settings::load_from(Some(f.path()), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("lisen"), "{e}");
+        let e = Settings::load_from(None, env(&[("BRIDGE__NOPE", "1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nope"), "{e}");
+        let e = Settings::load_from(None, env(&[("BRIDGE__INGRESS__MAX_BODY", "1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("max_body"), "{e}");
+    }
+
+    #[test]
+    fn invalid_values_are_named() {
+        let e = Settings::load_from(None, env(&[("BRIDGE__INGRESS__PUBLISH_TIMEOUT", "5s")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ingress.publish_timeout"), "{e}");
+        let e = Settings::load_from(None, env(&[("BRIDGE__HTTP__LISTEN", "nowhere")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("listen"), "{e}");
+        let e = Settings::load_from(None, env(&[("BRIDGE__BROKER__URL", "http://x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("broker.url"), "{e}");
+    }
+
+    #[test]
+    fn missing_file_is_an_error() {
+        let e = Settings::load_from(Some(Path::new("/nonexistent/x.toml")), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("does not exist"), "{e}");
+    }
+
+    #[test]
+    fn secrets_do_not_debug() {
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("BRIDGE__SECURITY__MASTER_KEY", "c2VjcmV0LW1hc3Rlci1rZXk="),
+                (
+                    "BRIDGE__BROKER__URL",
+                    "amqp://guest:guest@127.0.0.1:5672/%2f",
+                ),
+            ]),
+        )
+        .unwrap();
+        let dbg = format!("{s:?}");
+        assert!(!dbg.contains("c2VjcmV0"), "{dbg}");
+        assert!(!dbg.contains("guest:guest"), "{dbg}");
+    }
+
+    #[test]
+    fn app_id_shape() {
+        assert!(is_app_id("cli_a1b2c3d4e5f60718"));
+        assert!(!is_app_id("cli_a1b2c3d4e5f6071"));
+        assert!(!is_app_id("cla_a1b2c3d4e5f60718"));
+        assert!(!is_app_id("cli_a1b2c3d4e5f6071z"));
+    }
+}

@@ -1,0 +1,126 @@
+//! Telemetry: JSON (or pretty) logs through `tracing`, OpenTelemetry traces exported over
+//! OTLP when `telemetry.otlp_endpoint` is set, W3C trace context for messages, and the
+//! Prometheus recorder behind `/metrics`.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::EnvFilter;
+
+use crate::settings::{LogFormat, TelemetrySettings};
+
+static PROMETHEUS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide Prometheus recorder once and returns its handle.
+pub fn metrics_handle() -> Option<&'static PrometheusHandle> {
+    PROMETHEUS
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                ])
+                .ok()?;
+            builder.install_recorder().ok()
+        })
+        .as_ref()
+}
+
+/// The current metrics in Prometheus text format.
+pub fn render_metrics() -> String {
+    metrics_handle().map(|h| h.render()).unwrap_or_default()
+}
+
+/// Keeps the tracer provider so telemetry can be flushed at shutdown.
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Exports what is buffered and stops the exporter.
+    pub fn shutdown(self) {
+        if let Some(p) = self.provider {
+            if let Err(e) = p.shutdown() {
+                tracing::warn!(error = %e, "telemetry flush failed");
+            }
+        }
+    }
+}
+
+/// Sets up logging and tracing for the process. Calling it again (tests) is harmless: the
+/// first subscriber stays.
+pub fn init(settings: &TelemetrySettings, service_name: &str) -> anyhow::Result<Telemetry> {
+    let _ = metrics_handle();
+    let filter = EnvFilter::try_new(&settings.log_level)
+        .map_err(|e| anyhow::anyhow!("settings: `telemetry.log_level` is invalid: {e}"))?;
+    let mut builder = SdkTracerProvider::builder().with_resource(
+        opentelemetry_sdk::Resource::builder()
+            .with_service_name(service_name.to_string())
+            .build(),
+    );
+    let exporting = settings.otlp_endpoint.is_some();
+    if let Some(endpoint) = &settings.otlp_endpoint {
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint.as_str())
+            .build()
+            .map_err(|e| anyhow::anyhow!("telemetry: OTLP exporter for {endpoint}: {e}"))?;
+        builder = builder.with_batch_exporter(exporter);
+    }
+    let provider = builder.build();
+    let tracer = provider.tracer("feishu-bridge");
+    let otel = tracing_opentelemetry::layer().with_tracer(tracer);
+    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    let installed = match settings.log_format {
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false)
+                    .with_span_list(false),
+            )
+            .try_init()
+            .is_ok(),
+        LogFormat::Pretty => registry
+            .with(tracing_subscriber::fmt::layer())
+            .try_init()
+            .is_ok(),
+    };
+    if installed {
+        opentelemetry::global::set_text_map_propagator(
+            opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+        );
+        if exporting {
+            opentelemetry::global::set_tracer_provider(provider.clone());
+        }
+    }
+    Ok(Telemetry {
+        provider: installed.then_some(provider),
+    })
+}
+
+/// The W3C `traceparent` of the current span; a fresh random one when no trace is active, so
+/// every message carries one.
+pub fn current_traceparent() -> String {
+    let cx = tracing::Span::current().context();
+    let span = cx.span();
+    let sc = span.span_context();
+    if sc.is_valid() {
+        format!(
+            "00-{}-{}-{:02x}",
+            sc.trace_id(),
+            sc.span_id(),
+            sc.trace_flags().to_u8()
+        )
+    } else {
+        let trace: [u8; 16] = rand::random();
+        let span: [u8; 8] = rand::random();
+        format!("00-{}-{}-00", hex::encode(trace), hex::encode(span))
+    }
+}

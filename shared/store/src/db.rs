@@ -1,0 +1,42 @@
+//! Connecting to PostgreSQL or SQLite and running migrations.
+
+use std::time::Duration;
+
+pub use sea_orm::DatabaseConnection;
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DbBackend};
+use sea_orm_migration::MigratorTrait;
+
+use crate::migration::Migrator;
+
+/// Connects to `url` (postgres://... or sqlite:...), and migrates when `migrate` is set.
+pub async fn connect(
+    url: &str,
+    max_connections: u32,
+    migrate: bool,
+) -> anyhow::Result<DatabaseConnection> {
+    let mut opts = ConnectOptions::new(url.to_string());
+    opts.max_connections(max_connections)
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(5))
+        .sqlx_logging(false);
+    let db = Database::connect(opts)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to the database (database.url): {e}"))?;
+    if db.get_database_backend() == DbBackend::Sqlite {
+        db.execute_unprepared("PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON;")
+            .await
+            .map_err(|e| anyhow::anyhow!("sqlite pragmas: {e}"))?;
+    }
+    if migrate {
+        Migrator::up(&db, None)
+            .await
+            .map_err(|e| anyhow::anyhow!("database migration failed: {e}"))?;
+    }
+    Ok(db)
+}
+
+/// Whether the database answers (for `/readyz`).
+pub async fn ping(db: &DatabaseConnection) -> Result<(), String> {
+    db.ping().await.map_err(|e| e.to_string())
+}

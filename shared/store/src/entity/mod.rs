@@ -1,0 +1,4 @@
+//! sea-orm entities.
+
+pub mod app_binding;
+pub mod key_check;

@@ -1,0 +1,14 @@
+//! The schema, as ordered migrations that run on PostgreSQL and SQLite.
+
+use sea_orm_migration::prelude::*;
+
+mod m20261124_000001_app_bindings;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261124_000001_app_bindings::Migration)]
+    }
+}

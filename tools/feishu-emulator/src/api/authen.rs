@@ -1,0 +1,5 @@
+//! authen (not yet implemented).
+
+use actix_web::web;
+
+pub fn routes(_cfg: &mut web::ServiceConfig) {}
