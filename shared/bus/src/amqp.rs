@@ -174,27 +174,39 @@ impl AmqpBus {
             self.inner.opts.connection_name,
             self.inner.counter.fetch_add(1, Ordering::Relaxed)
         );
-        let task = tokio::spawn(async move {
+        let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
             let mut gen_rx = bus.inner.generation.subscribe();
             loop {
                 let generation = *gen_rx.borrow_and_update();
                 if let Some(live) = bus.live().filter(|l| l.generation == generation) {
                     match subscribe(&live, &spec, prefetch, &tag).await {
-                        Ok(mut stream) => {
-                            while let Some(item) = stream.next().await {
+                        Ok((channel, mut stream)) => {
+                            let stopped = loop {
+                                let item = tokio::select! {
+                                    item = stream.next() => item,
+                                    _ = &mut stop_rx => break true,
+                                };
                                 match item {
-                                    Ok(d) => {
+                                    Some(Ok(d)) => {
                                         let delivery = from_amqp(d, &spec, bus.clone());
-                                        if tx.send(delivery).await.is_err() {
-                                            return;
+                                        tokio::select! {
+                                            sent = tx.send(delivery) => if sent.is_err() { break true },
+                                            _ = &mut stop_rx => break true,
                                         }
                                     }
-                                    Err(e) => {
+                                    Some(Err(e)) => {
                                         tracing::warn!(queue = %spec.name, error = %e, "consumer stream failed");
                                         bus.mark_broken(live.generation);
-                                        break;
+                                        break false;
                                     }
+                                    None => break false,
                                 }
+                            };
+                            if stopped {
+                                // Closing the channel hands unacked deliveries back to the queue.
+                                let _ = channel.close(200, "consumer dropped").await;
+                                return;
                             }
                         }
                         Err(e) => {
@@ -203,25 +215,41 @@ impl AmqpBus {
                         }
                     }
                 }
-                if tx.is_closed() || gen_rx.changed().await.is_err() {
-                    return;
+                tokio::select! {
+                    changed = gen_rx.changed() => if changed.is_err() { return },
+                    _ = &mut stop_rx => return,
                 }
             }
         });
-        Ok(Consumer::new(rx, Some(task.abort_handle())))
+        Ok(Consumer::new(rx, Some(stop_tx)))
     }
 
+    /// The spec of a declared queue, or of a declared queue's dead-letter queue.
     fn spec_for(&self, queue: &str) -> Result<Arc<QueueSpec>, BusError> {
-        if let Some(q) = self.inner.topology.queues.iter().find(|q| q.name == queue) {
-            return Ok(Arc::new(QueueSpec::from(q)));
+        let mut known: Vec<QueueSpec> = self
+            .inner
+            .topology
+            .queues
+            .iter()
+            .map(QueueSpec::from)
+            .collect();
+        if let Ok(extra) = self.inner.extra_queues.lock() {
+            known.extend(extra.iter().cloned());
         }
-        self.inner
-            .extra_queues
-            .lock()
-            .ok()
-            .and_then(|q| q.iter().find(|s| s.name == queue).cloned())
-            .map(Arc::new)
-            .ok_or_else(|| BusError::UnknownQueue(queue.to_string()))
+        for spec in known {
+            if spec.name == queue {
+                return Ok(Arc::new(spec));
+            }
+            if spec.dead_letter_queue() == queue {
+                return Ok(Arc::new(QueueSpec {
+                    name: queue.to_string(),
+                    bindings: Vec::new(),
+                    durable: spec.durable,
+                    retry_delays: Vec::new(),
+                }));
+            }
+        }
+        Err(BusError::UnknownQueue(queue.to_string()))
     }
 
     pub async fn close(&self) {
@@ -238,16 +266,18 @@ async fn subscribe(
     spec: &QueueSpec,
     prefetch: u16,
     tag: &str,
-) -> Result<lapin::Consumer, lapin::Error> {
+) -> Result<(Channel, lapin::Consumer), lapin::Error> {
     let ch = live.connection.create_channel().await?;
     ch.basic_qos(prefetch, BasicQosOptions::default()).await?;
-    ch.basic_consume(
-        &spec.name,
-        tag,
-        BasicConsumeOptions::default(),
-        FieldTable::default(),
-    )
-    .await
+    let consumer = ch
+        .basic_consume(
+            &spec.name,
+            tag,
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok((ch, consumer))
 }
 
 async fn supervise(bus: AmqpBus) {
@@ -398,12 +428,11 @@ async fn declare_queue_on(ch: &Channel, spec: &QueueSpec) -> Result<(), BusError
             args(&[("x-queue-type", text("quorum"))]),
         )
     } else {
+        // Not auto-delete: a consumer that goes away must leave its unacked messages to the
+        // next one. The queue expires once unused for ten minutes.
         (
-            QueueDeclareOptions {
-                auto_delete: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
+            QueueDeclareOptions::default(),
+            args(&[("x-expires", AMQPValue::LongLongInt(600_000))]),
         )
     };
     ch.queue_declare(&spec.name, opts, qargs)
@@ -549,10 +578,10 @@ fn from_amqp(d: lapin::message::Delivery, spec: &Arc<QueueSpec>, bus: AmqpBus) -
         body: bytes::Bytes::from(d.data),
         props,
         redelivered: d.redelivered,
-        acker: Acker::Amqp {
+        acker: Some(Acker::Amqp {
             acker: d.acker,
             bus,
-        },
+        }),
         spec: spec.clone(),
     }
 }

@@ -172,7 +172,8 @@ impl EmbeddedBus {
         };
         let (tx, rx) = mpsc::channel(prefetch.max(1) as usize);
         let bus = self.clone();
-        let task = tokio::spawn(async move {
+        let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
             let mut closed = bus.inner.closed.subscribe();
             loop {
                 if *closed.borrow() || tx.is_closed() {
@@ -207,10 +208,11 @@ impl EmbeddedBus {
                     _ = wake => {}
                     _ = tokio::time::sleep(wait) => {}
                     _ = closed.wait_for(|c| *c) => return,
+                    _ = &mut stop_rx => return,
                 }
             }
         });
-        Ok(Consumer::new(rx, Some(task.abort_handle())))
+        Ok(Consumer::new(rx, Some(stop_tx)))
     }
 
     /// Takes up to `room` visible, not in-flight messages; also returns when the next delayed
@@ -266,10 +268,10 @@ impl EmbeddedBus {
                     body: Bytes::from(body),
                     props: decode_props(&props),
                     redelivered: deliveries > 0,
-                    acker: Acker::Embedded {
+                    acker: Some(Acker::Embedded {
                         id,
                         bus: self.clone(),
-                    },
+                    }),
                     spec: spec.clone(),
                 });
             }
@@ -306,7 +308,7 @@ impl EmbeddedBus {
         Ok((out, next_visible))
     }
 
-    fn forget(&self, queue: &str, id: i64) {
+    pub(crate) fn forget(&self, queue: &str, id: i64) {
         if let Ok(mut qs) = self.inner.queues.lock() {
             if let Some(st) = qs.get_mut(queue) {
                 st.inflight.remove(&id);

@@ -39,13 +39,14 @@ pub struct QueueSpec {
     /// (exchange, topic pattern)
     pub bindings: Vec<(String, String)>,
     /// Quorum queue with retry tiers and a dead-letter queue (production queues); otherwise a
-    /// classic auto-delete queue (tests, benchmarks).
+    /// classic queue that expires when unused
+    /// (tests, benchmarks).
     pub durable: bool,
     pub retry_delays: Vec<Duration>,
 }
 
 impl QueueSpec {
-    /// A throwaway queue (auto-delete on RabbitMQ) bound with the given patterns.
+    /// A throwaway queue (expires after 10 unused minutes on RabbitMQ) bound with the given patterns.
     pub fn transient(name: impl Into<String>, bindings: &[(&str, &str)]) -> Self {
         Self {
             name: name.into(),
@@ -143,27 +144,20 @@ impl Bus {
 /// A stream of deliveries from one queue.
 pub struct Consumer {
     rx: tokio::sync::mpsc::Receiver<Delivery>,
-    _guard: Option<tokio::task::AbortHandle>,
+    /// Dropping it stops the feeding task (which closes its channel on RabbitMQ).
+    _stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Consumer {
     pub(crate) fn new(
         rx: tokio::sync::mpsc::Receiver<Delivery>,
-        task: Option<tokio::task::AbortHandle>,
+        stop: Option<tokio::sync::oneshot::Sender<()>>,
     ) -> Self {
-        Self { rx, _guard: task }
+        Self { rx, _stop: stop }
     }
 
     /// The next delivery; None once the bus closed.
     pub async fn next(&mut self) -> Option<Delivery> {
         self.rx.recv().await
-    }
-}
-
-impl Drop for Consumer {
-    fn drop(&mut self) {
-        if let Some(h) = &self._guard {
-            h.abort();
-        }
     }
 }

@@ -74,7 +74,7 @@ pub struct Delivery {
     pub props: Props,
     /// The broker delivered it before (to this or another consumer) without an ack.
     pub redelivered: bool,
-    pub(crate) acker: Acker,
+    pub(crate) acker: Option<Acker>,
     pub(crate) spec: Arc<QueueSpec>,
 }
 
@@ -89,10 +89,26 @@ impl std::fmt::Debug for Delivery {
     }
 }
 
+impl Drop for Delivery {
+    /// A delivery dropped without an answer goes back to its queue (RabbitMQ does the same
+    /// when the consumer's channel closes).
+    fn drop(&mut self) {
+        if let Some(Acker::Embedded { id, bus }) = self.acker.take() {
+            bus.forget(&self.queue, id);
+        }
+    }
+}
+
 impl Delivery {
+    fn take_acker(&mut self) -> Result<Acker, BusError> {
+        self.acker
+            .take()
+            .ok_or_else(|| BusError::Broker("delivery already answered".into()))
+    }
+
     /// The message is handled: remove it for good.
-    pub async fn ack(self) -> Result<(), BusError> {
-        match self.acker {
+    pub async fn ack(mut self) -> Result<(), BusError> {
+        match self.take_acker()? {
             Acker::Amqp { acker, .. } => acker
                 .ack(lapin::options::BasicAckOptions::default())
                 .await
@@ -102,8 +118,8 @@ impl Delivery {
     }
 
     /// Give it back now, for this or another consumer.
-    pub async fn requeue(self) -> Result<(), BusError> {
-        match self.acker {
+    pub async fn requeue(mut self) -> Result<(), BusError> {
+        match self.take_acker()? {
             Acker::Amqp { acker, .. } => acker
                 .nack(lapin::options::BasicNackOptions {
                     requeue: true,
@@ -117,7 +133,7 @@ impl Delivery {
 
     /// A transient failure: deliver again after the next retry tier's delay, or move to the
     /// dead-letter queue when the tiers are used up. Returns whether it was dead-lettered.
-    pub async fn retry_later(self, reason: &str) -> Result<bool, BusError> {
+    pub async fn retry_later(mut self, reason: &str) -> Result<bool, BusError> {
         let tier = self.props.retry_count();
         if tier >= self.spec.retry_delays.len() {
             self.dead_letter(reason).await?;
@@ -125,7 +141,7 @@ impl Delivery {
         }
         let mut props = self.props.clone();
         props.set_header(RETRY_HEADER, (tier + 1).to_string());
-        match self.acker {
+        match self.take_acker()? {
             Acker::Amqp { acker, bus } => {
                 let msg = Message {
                     exchange: String::new(),
@@ -148,11 +164,11 @@ impl Delivery {
     }
 
     /// A permanent failure: move to the queue's dead-letter queue with the reason.
-    pub async fn dead_letter(self, reason: &str) -> Result<(), BusError> {
+    pub async fn dead_letter(mut self, reason: &str) -> Result<(), BusError> {
         let mut props = self.props.clone();
         props.set_header(DEAD_REASON_HEADER, reason.to_string());
         let dlq = self.spec.dead_letter_queue();
-        match self.acker {
+        match self.take_acker()? {
             Acker::Amqp { acker, bus } => {
                 let msg = Message {
                     exchange: String::new(),
