@@ -43,6 +43,8 @@ impl HttpServer {
         readiness: Readiness,
     ) -> anyhow::Result<Self> {
         let addr = listener.local_addr()?;
+        // Install the metrics recorder before the first request is counted.
+        let _ = crate::telemetry::metrics_handle();
         let workers = if settings.workers == 0 {
             std::thread::available_parallelism()
                 .map(|n| n.get())

@@ -1,0 +1,44 @@
+//! The broker goes away: the ingress answers 503 (never 200 for an event it could not
+//! persist), and once the broker is back the same request is accepted and published once.
+
+use std::time::Duration;
+
+use crate::helpers::{Bridge, BridgeOptions, EventQueue, Proxy, TestApp};
+
+#[tokio::test]
+async fn broker_down_means_503_then_the_retry_is_published_once() {
+    let proxy = Proxy::start("127.0.0.1:5672".parse().unwrap()).await;
+    let app = TestApp::new(true);
+    let bridge = Bridge::start(BridgeOptions {
+        apps: vec![app.provision(true)],
+        broker_url: format!("amqp://guest:guest@{}/%2f", proxy.addr),
+        ..Default::default()
+    })
+    .await;
+    bridge.wait_ready(200, Duration::from_secs(10)).await;
+    let mut q = EventQueue::bind(&app.app_id).await;
+
+    proxy.cut();
+    bridge.wait_ready(503, Duration::from_secs(10)).await;
+    let ev = app.event_json("outage-1", "contact.department.updated_v3");
+    let req = app.request(&ev);
+    let path = format!("/feishu/{}/events", app.app_id);
+    let started = std::time::Instant::now();
+    let r = bridge.post(&path, &req).await;
+    assert_eq!(r.status(), 503);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["code"], 50300);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "answered within Feishu's 3 s"
+    );
+
+    proxy.restore();
+    bridge.wait_ready(200, Duration::from_secs(15)).await;
+    // Feishu's retry: the very same request.
+    let r = bridge.post(&path, &req).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(q.next().await.event.event_id, "outage-1");
+    q.assert_nothing_else(&bridge, &app).await;
+    bridge.stop().await;
+}
