@@ -1,1 +1,331 @@
-fn main() {}
+//! Load generator for `make bench`: drives the ingress (or any Feishu webhook receiver) with
+//! pre-built, distinct, encrypted and signed events, and measures the ceiling a bare lapin
+//! publisher with confirms reaches on the same exchange, queue and message size.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use bridge_contracts::v1::{Delivery, FeishuEvent};
+use bridge_feishu::EventCipher;
+use clap::{Args, Parser, Subcommand};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueuePurgeOptions};
+use lapin::publisher_confirm::Confirmation;
+use lapin::BasicProperties;
+use prost::Message as _;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// POST events to a webhook URL at a fixed concurrency (closed loop) or a fixed rate.
+    Webhook(WebhookArgs),
+    /// A bare lapin publisher: the same messages to the same exchange and queue, persistent,
+    /// confirmed, at a fixed concurrency.
+    Ceiling {
+        #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+        amqp: String,
+        #[arg(long)]
+        app_id: String,
+        #[arg(long, default_value_t = 50_000)]
+        messages: usize,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 4)]
+        channels: usize,
+    },
+    /// Empties a queue (after a run).
+    Purge {
+        #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+        amqp: String,
+        #[arg(long)]
+        queue: String,
+    },
+}
+
+#[derive(Args)]
+struct WebhookArgs {
+    /// e.g. http://127.0.0.1:8080/feishu/cli_.../events
+    #[arg(long)]
+    url: String,
+    #[arg(long)]
+    app_id: String,
+    #[arg(long)]
+    encrypt_key: String,
+    #[arg(long)]
+    token: String,
+    #[arg(long, default_value_t = 50_000)]
+    events: usize,
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Open loop: send at this many requests per second instead of as fast as possible.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// A label printed with the result.
+    #[arg(long, default_value = "webhook")]
+    label: String,
+}
+
+/// A realistic contact.user.updated_v3 envelope of about 1.2 KB.
+fn event_json(app_id: &str, token: &str, i: usize) -> String {
+    serde_json::json!({
+        "schema": "2.0",
+        "header": {
+            "event_id": format!("bench-{}-{i:08}", std::process::id()),
+            "event_type": "contact.user.updated_v3",
+            "create_time": "1700000000123",
+            "token": token,
+            "app_id": app_id,
+            "tenant_key": "736588c9260f175d",
+        },
+        "event": {
+            "object": {
+                "open_id": format!("ou_{:032x}", i),
+                "union_id": format!("on_{:032x}", i),
+                "user_id": format!("u{i:07}"),
+                "name": "张三",
+                "en_name": "San Zhang",
+                "nickname": "Sunny",
+                "email": format!("user{i}@example.com"),
+                "enterprise_email": format!("user{i}@corp.example.com"),
+                "job_title": "Software Engineer",
+                "mobile": "+8613800000000",
+                "gender": 1,
+                "avatar": {"avatar_72": "https://example.com/a72.png", "avatar_240": "https://example.com/a240.png", "avatar_640": "https://example.com/a640.png", "avatar_origin": "https://example.com/a.png"},
+                "status": {"is_frozen": false, "is_resigned": false, "is_activated": true, "is_exited": false, "is_unjoin": false},
+                "department_ids": ["od-4e6ac4d14bcd5071a37a39de902c7141", "od-5e6ac4d14bcd5071a37a39de902c7141"],
+                "leader_user_id": "ou_3985a4f5b4b0a2a1b7ab4b0a2a1b7ab4",
+                "city": "杭州", "country": "CN", "work_station": "F1-001",
+                "join_time": 1615381702, "is_tenant_manager": false,
+                "employee_no": format!("E{i:06}"), "employee_type": 1,
+            },
+            "old_object": {"job_title": "Engineer", "department_ids": ["od-4e6ac4d14bcd5071a37a39de902c7141"]}
+        }
+    })
+    .to_string()
+}
+
+struct Prepared {
+    body: bytes::Bytes,
+    ts: String,
+    nonce: String,
+    sig: String,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx]
+}
+
+fn report(label: &str, n: usize, errors: usize, elapsed: Duration, mut lat: Vec<Duration>) {
+    lat.sort();
+    let rate = n as f64 / elapsed.as_secs_f64();
+    // One line of JSON, parsed by bench/ingress.sh.
+    #[allow(clippy::print_stdout)]
+    {
+        println!(
+            "{}",
+            serde_json::json!({
+                "label": label,
+                "requests": n,
+                "errors": errors,
+                "seconds": (elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
+                "per_second": rate.round(),
+                "p50_ms": (percentile(&lat, 0.50).as_secs_f64() * 1e5).round() / 100.0,
+                "p99_ms": (percentile(&lat, 0.99).as_secs_f64() * 1e5).round() / 100.0,
+            })
+        );
+    }
+}
+
+async fn webhook(a: WebhookArgs) -> anyhow::Result<()> {
+    let WebhookArgs { url, app_id, encrypt_key: key, token, events, concurrency, rate, label } = a;
+    let cipher = EventCipher::new(&key);
+    let prepared: Arc<Vec<Prepared>> = Arc::new(
+        (0..events)
+            .map(|i| {
+                let body = serde_json::json!({"encrypt": cipher.encrypt(event_json(&app_id, &token, i).as_bytes())}).to_string();
+                let ts = "1700000000".to_string();
+                let nonce = format!("n{i}");
+                let sig = cipher.signature(&ts, &nonce, body.as_bytes());
+                Prepared { body: bytes::Bytes::from(body), ts, nonce, sig }
+            })
+            .collect(),
+    );
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let next = Arc::new(AtomicUsize::new(0));
+    let errors = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let interval = rate.map(|r| Duration::from_secs_f64(1.0 / r));
+    let workers = (0..concurrency).map(|_| {
+        let (client, prepared, next, errors, url) =
+            (client.clone(), prepared.clone(), next.clone(), errors.clone(), url.clone());
+        tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= prepared.len() {
+                    break;
+                }
+                if let Some(iv) = interval {
+                    // Open loop: request i is due at started + i * interval.
+                    let due = started + iv * i as u32;
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                let p = &prepared[i];
+                let t = Instant::now();
+                let r = client
+                    .post(&url)
+                    .header("content-type", "application/json; charset=utf-8")
+                    .header("X-Lark-Request-Timestamp", &p.ts)
+                    .header("X-Lark-Request-Nonce", &p.nonce)
+                    .header("X-Lark-Signature", &p.sig)
+                    .body(p.body.clone())
+                    .send()
+                    .await;
+                let ok = match r {
+                    Ok(resp) => {
+                        let ok = resp.status().is_success();
+                        let _ = resp.bytes().await;
+                        ok
+                    }
+                    Err(_) => false,
+                };
+                if !ok {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+                lat.push(t.elapsed());
+            }
+            lat
+        })
+    });
+    let mut lat = Vec::with_capacity(events);
+    for w in futures_util::future::join_all(workers).await {
+        lat.extend(w?);
+    }
+    report(&label, events, errors.load(Ordering::Relaxed), started.elapsed(), lat);
+    Ok(())
+}
+
+async fn connect(amqp: &str) -> anyhow::Result<lapin::Connection> {
+    lapin::Connection::connect(
+        amqp,
+        lapin::ConnectionProperties::default()
+            .with_executor(tokio_executor_trait::Tokio::current())
+            .with_reactor(tokio_reactor_trait::Tokio),
+    )
+    .await
+    .context("connecting to RabbitMQ")
+}
+
+async fn ceiling(
+    amqp: String,
+    app_id: String,
+    messages: usize,
+    concurrency: usize,
+    channels: usize,
+) -> anyhow::Result<()> {
+    let conn = connect(&amqp).await?;
+    let mut chans = Vec::new();
+    for _ in 0..channels.max(1) {
+        let ch = conn.create_channel().await?;
+        ch.confirm_select(ConfirmSelectOptions::default()).await?;
+        chans.push(ch);
+    }
+    let chans = Arc::new(chans);
+    // The same body the ingress would publish: a FeishuEvent carrying the decrypted JSON.
+    let bodies: Arc<Vec<Vec<u8>>> = Arc::new(
+        (0..messages)
+            .map(|i| {
+                FeishuEvent {
+                    event_id: format!("ceiling-{i}"),
+                    event_type: "contact.user.updated_v3".into(),
+                    app_id: app_id.clone(),
+                    tenant_key: "736588c9260f175d".into(),
+                    create_time: "1700000000123".into(),
+                    schema: "2.0".into(),
+                    delivery: Delivery::Webhook as i32,
+                    received_at_ms: 1_700_000_000_000,
+                    payload: event_json(&app_id, "token", i).into_bytes(),
+                    create_time_ms: 1_700_000_000_123,
+                    is_callback: false,
+                }
+                .encode_to_vec()
+            })
+            .collect(),
+    );
+    let key = format!("{app_id}.contact.user.updated_v3");
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let workers = (0..concurrency).map(|w| {
+        let (chans, bodies, next, key) = (chans.clone(), bodies.clone(), next.clone(), key.clone());
+        tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0usize;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= bodies.len() {
+                    break;
+                }
+                let ch = &chans[(w + i) % chans.len()];
+                let t = Instant::now();
+                let props = BasicProperties::default()
+                    .with_delivery_mode(2)
+                    .with_message_id(format!("ceiling-{i}").into())
+                    .with_content_type("application/x-protobuf".into());
+                let ok = match ch
+                    .basic_publish("feishu.events", &key, BasicPublishOptions::default(), &bodies[i], props)
+                    .await
+                {
+                    Ok(confirm) => matches!(confirm.await, Ok(Confirmation::Ack(_))),
+                    Err(_) => false,
+                };
+                if !ok {
+                    errors += 1;
+                }
+                lat.push(t.elapsed());
+            }
+            (lat, errors)
+        })
+    });
+    let mut lat = Vec::with_capacity(messages);
+    let mut errors = 0;
+    for w in futures_util::future::join_all(workers).await {
+        let (l, e) = w?;
+        lat.extend(l);
+        errors += e;
+    }
+    report("lapin-ceiling", messages, errors, started.elapsed(), lat);
+    let _ = conn.close(200, "done").await;
+    Ok(())
+}
+
+async fn purge(amqp: String, queue: String) -> anyhow::Result<()> {
+    let conn = connect(&amqp).await?;
+    let ch = conn.create_channel().await?;
+    ch.queue_purge(&queue, QueuePurgeOptions::default()).await?;
+    let _ = conn.close(200, "done").await;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Webhook(a) => webhook(a).await,
+        Cmd::Ceiling { amqp, app_id, messages, concurrency, channels } => {
+            ceiling(amqp, app_id, messages, concurrency, channels).await
+        }
+        Cmd::Purge { amqp, queue } => purge(amqp, queue).await,
+    }
+}

@@ -1,0 +1,56 @@
+# Every CI gate is one target here.
+CARGO ?= cargo
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: demo run test test-unit lint fmt fmt-check clippy bench bench-ingress up down build release migrate services-check
+
+## Try it: every service in one process on SQLite and the embedded bus (no servers needed).
+demo:
+	$(CARGO) run -p feishu-bridge -- --config deploy/demo.toml all
+
+## Run `all` with your own settings file (BRIDGE_CONFIG=path) or environment.
+run:
+	$(CARGO) run --release -p feishu-bridge -- all
+
+build:
+	$(CARGO) build --workspace --all-targets --locked
+
+release:
+	$(CARGO) build --release --locked -p feishu-bridge
+
+migrate:
+	$(CARGO) run -p feishu-bridge -- migrate
+
+## The whole test suite: formatting, lints, then every test against the local PostgreSQL
+## and RabbitMQ (started by the machine; see README).
+test: fmt-check clippy services-check
+	$(CARGO) test --workspace --locked --no-fail-fast
+
+test-unit:
+	$(CARGO) test --workspace --locked --lib --bins
+
+lint: fmt-check clippy
+
+fmt:
+	$(CARGO) fmt --all
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+## Fails early, with a clear message, when PostgreSQL or RabbitMQ is not reachable.
+services-check:
+	@bash scripts/check-services.sh
+
+bench: bench-ingress
+
+bench-ingress:
+	bash bench/ingress.sh
+
+up:
+	docker compose up -d --build
+
+down:
+	docker compose down

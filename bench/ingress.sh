@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# The ingress benchmark (`make bench`): events/s and latency of the ingress persisting every
+# event to RabbitMQ, next to (a) a bare lapin publisher with confirms on the same exchange,
+# queue and message size (the ceiling) and (b) the official Node SDK's EventDispatcher doing
+# no broker work, all measured in the same run on this machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+EVENTS=${EVENTS:-60000}
+CONC=${CONC:-64}
+PORT=${PORT:-18181}
+NODE_PORT=${NODE_PORT:-18182}
+AMQP=${AMQP:-amqp://guest:guest@127.0.0.1:5672/%2f}
+PG=${PG:-postgres://postgres@127.0.0.1:5432}
+APP_ID=cli_$(head -c8 /dev/urandom | od -An -tx1 | tr -d ' \n')
+EK=bench-encrypt-key-$RANDOM
+VT=bench-verification-token-$RANDOM
+OUT=${OUT:-target/bench}
+mkdir -p "$OUT"
+
+cargo build --release -q -p feishu-bridge -p bridge-loadgen
+BIN=target/release/feishu-bridge
+LOAD=target/release/bridge-loadgen
+
+DB=fb_bench_$$
+psql -q "$PG/test" -c "CREATE DATABASE $DB" >/dev/null
+cleanup() {
+  [ -n "${BRIDGE_PID:-}" ] && kill "$BRIDGE_PID" 2>/dev/null || true
+  [ -n "${NODE_PID:-}" ] && kill "$NODE_PID" 2>/dev/null || true
+  wait 2>/dev/null || true
+  "$LOAD" purge --amqp "$AMQP" --queue directory-sync.contact-events >/dev/null 2>&1 || true
+  psql -q "$PG/test" -c "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+cat > "$OUT/bridge.toml" <<TOML
+[http]
+listen = "127.0.0.1:$PORT"
+[telemetry]
+log_level = "warn"
+[[apps]]
+app_id = "$APP_ID"
+app_secret = "bench"
+encrypt_key = "$EK"
+verification_token = "$VT"
+team_name = "bench"
+TOML
+
+BRIDGE__DATABASE__URL="$PG/$DB" BRIDGE__BROKER__URL="$AMQP" \
+BRIDGE__SECURITY__MASTER_KEY="$(head -c32 /dev/urandom | base64)" \
+  "$BIN" --config "$OUT/bridge.toml" ingress > "$OUT/bridge.log" 2>&1 &
+BRIDGE_PID=$!
+for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.1; done
+curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null || { cat "$OUT/bridge.log"; exit 1; }
+
+peak_rss() { awk '/VmHWM/ {print int($2/1024)}' "/proc/$1/status"; }
+
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {print int($2/1048576)}' /proc/meminfo) GiB; $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "events: $EVENTS per run, concurrency $CONC"
+
+# Warm-up (connections, JIT-free but caches), not reported.
+"$LOAD" webhook --url "http://127.0.0.1:$PORT/feishu/$APP_ID/events" --app-id "$APP_ID" \
+  --encrypt-key "$EK" --token "$VT" --events 5000 --concurrency "$CONC" --label warmup >/dev/null
+"$LOAD" purge --amqp "$AMQP" --queue directory-sync.contact-events
+
+CEIL=$("$LOAD" ceiling --amqp "$AMQP" --app-id "$APP_ID" --messages "$EVENTS" --concurrency "$CONC")
+"$LOAD" purge --amqp "$AMQP" --queue directory-sync.contact-events
+ING=$("$LOAD" webhook --url "http://127.0.0.1:$PORT/feishu/$APP_ID/events" --app-id "$APP_ID" \
+  --encrypt-key "$EK" --token "$VT" --events "$EVENTS" --concurrency "$CONC" --label ingress)
+RSS=$(peak_rss "$BRIDGE_PID")
+"$LOAD" purge --amqp "$AMQP" --queue directory-sync.contact-events
+PEAK=$(echo "$ING" | python3 -c 'import json,sys; print(json.load(sys.stdin)["per_second"])')
+HALF=$(python3 -c "print(int($PEAK/2))")
+ING_HALF=$("$LOAD" webhook --url "http://127.0.0.1:$PORT/feishu/$APP_ID/events" --app-id "$APP_ID" \
+  --encrypt-key "$EK" --token "$VT" --events "$((HALF * 8))" --concurrency "$CONC" --rate "$HALF" --label "ingress@half")
+RSS=$(peak_rss "$BRIDGE_PID")
+"$LOAD" purge --amqp "$AMQP" --queue directory-sync.contact-events
+
+NODE_RES='{"label":"node-sdk","per_second":0,"p50_ms":0,"p99_ms":0,"errors":"not run"}'
+if command -v node >/dev/null; then
+  (cd bench/node && npm install --no-audit --no-fund --silent >/dev/null 2>&1) || true
+  if [ -d bench/node/node_modules/@larksuiteoapi ]; then
+    PORT=$NODE_PORT ENCRYPT_KEY="$EK" VERIFICATION_TOKEN="$VT" node bench/node/server.js > "$OUT/node.log" 2>&1 &
+    NODE_PID=$!
+    for _ in $(seq 100); do grep -q listening "$OUT/node.log" && break; sleep 0.1; done
+    "$LOAD" webhook --url "http://127.0.0.1:$NODE_PORT/webhook/event" --app-id "$APP_ID" \
+      --encrypt-key "$EK" --token "$VT" --events 5000 --concurrency "$CONC" --label warmup >/dev/null
+    NODE_RES=$("$LOAD" webhook --url "http://127.0.0.1:$NODE_PORT/webhook/event" --app-id "$APP_ID" \
+      --encrypt-key "$EK" --token "$VT" --events "$EVENTS" --concurrency "$CONC" --label node-sdk)
+  fi
+fi
+
+python3 - "$CEIL" "$ING" "$ING_HALF" "$NODE_RES" "$RSS" <<'PY'
+import json, sys
+ceil, ing, half, node = (json.loads(a) for a in sys.argv[1:5])
+rss = sys.argv[5]
+print()
+print("| run | requests | errors | per second | p50 ms | p99 ms |")
+print("|---|---|---|---|---|---|")
+for r in (ceil, ing, half, node):
+    print(f"| {r['label']} | {r.get('requests','-')} | {r['errors']} | {r['per_second']:.0f} | {r['p50_ms']} | {r['p99_ms']} |")
+print()
+print(f"ingress / lapin ceiling: {ing['per_second']/ceil['per_second']:.2f} (target >= 0.80)")
+if node['per_second']:
+    print(f"ingress / node-sdk (no broker): {ing['per_second']/node['per_second']:.2f} (target >= 2.0)")
+print(f"ingress p99 at half its peak rate: {half['p99_ms']} ms (target < 50 ms)")
+print(f"ingress peak resident memory: {rss} MiB (target < 64 MiB)")
+PY
