@@ -73,8 +73,9 @@ pub fn init(settings: &TelemetrySettings, service_name: &str) -> anyhow::Result<
         builder = builder.with_batch_exporter(exporter);
     }
     let provider = builder.build();
-    let tracer = provider.tracer("feishu-bridge");
-    let otel = tracing_opentelemetry::layer().with_tracer(tracer);
+    // The OpenTelemetry layer costs a few microseconds per span; only pay it when exporting.
+    let otel = exporting
+        .then(|| tracing_opentelemetry::layer().with_tracer(provider.tracer("feishu-bridge")));
     let registry = tracing_subscriber::registry().with(filter).with(otel);
     let installed = match settings.log_format {
         LogFormat::Json => registry

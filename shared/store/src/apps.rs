@@ -91,6 +91,8 @@ fn decode(key: &MasterKey, m: app_binding::Model) -> Result<AppBinding, SecretEr
 }
 
 type Snapshot = HashMap<String, Arc<AppBinding>>;
+/// (app_id, updated_at) of every row: what changes when any binding does.
+type Fingerprint = Vec<(String, DateTime<Utc>)>;
 
 /// The cached lookup of bindings.
 #[derive(Clone)]
@@ -98,7 +100,7 @@ pub struct AppRegistry {
     db: DatabaseConnection,
     key: MasterKey,
     current: Arc<ArcSwap<Snapshot>>,
-    fingerprint: Arc<tokio::sync::Mutex<Vec<(String, DateTime<Utc>)>>>,
+    fingerprint: Arc<tokio::sync::Mutex<Fingerprint>>,
 }
 
 impl AppRegistry {
@@ -148,8 +150,8 @@ impl AppRegistry {
         self.refresh().await.map(|_| ())
     }
 
-    async fn read_fingerprint(&self) -> Result<Vec<(String, DateTime<Utc>)>, SecretError> {
-        let mut rows: Vec<(String, DateTime<Utc>)> = app_binding::Entity::find()
+    async fn read_fingerprint(&self) -> Result<Fingerprint, SecretError> {
+        let mut rows: Fingerprint = app_binding::Entity::find()
             .select_only()
             .column(app_binding::Column::AppId)
             .column(app_binding::Column::UpdatedAt)

@@ -1,6 +1,8 @@
 //! Integration tests: the process started exactly as production starts it (in-process, on a
 //! free port), against real PostgreSQL and RabbitMQ.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod helpers;
 mod ingress;
 mod outage;

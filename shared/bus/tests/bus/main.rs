@@ -1,6 +1,8 @@
 //! The same routing, acknowledgement, retry and dead-letter tests against RabbitMQ and the
 //! embedded bus, plus the embedded bus's restart test.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod suite;
 
 use std::time::Duration;

@@ -3,12 +3,16 @@
 use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_app_bindings;
+mod m20261124_000002_directory;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261124_000001_app_bindings::Migration)]
+        vec![
+            Box::new(m20261124_000001_app_bindings::Migration),
+            Box::new(m20261124_000002_directory::Migration),
+        ]
     }
 }

@@ -1,0 +1,410 @@
+//! The synced directory (departments, users, memberships per app, each row with the version it
+//! was built from and a tombstone), processed event ids, the org-change outbox and sync runs.
+
+use sea_orm_migration::prelude::*;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[derive(DeriveIden)]
+enum Departments {
+    Table,
+    AppId,
+    OpenDepartmentId,
+    DepartmentId,
+    ParentId,
+    Name,
+    I18nName,
+    SortOrder,
+    LeaderUserId,
+    Leaders,
+    ChatId,
+    MemberCount,
+    Deleted,
+    Placeholder,
+    Version,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum Users {
+    Table,
+    AppId,
+    OpenId,
+    UnionId,
+    UserId,
+    Name,
+    EnName,
+    Nickname,
+    Email,
+    EnterpriseEmail,
+    Mobile,
+    Avatar,
+    Gender,
+    IsFrozen,
+    IsResigned,
+    IsActivated,
+    IsExited,
+    IsUnjoin,
+    EmployeeNo,
+    EmployeeType,
+    JobTitle,
+    LeaderUserId,
+    City,
+    Country,
+    WorkStation,
+    JoinTime,
+    CustomAttrs,
+    IsTenantManager,
+    Deleted,
+    Version,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum Memberships {
+    Table,
+    AppId,
+    OpenId,
+    OpenDepartmentId,
+    UserOrder,
+    DepartmentOrder,
+    IsPrimary,
+}
+
+#[derive(DeriveIden)]
+enum ProcessedEvents {
+    Table,
+    Consumer,
+    EventId,
+    ProcessedAt,
+}
+
+#[derive(DeriveIden)]
+enum Outbox {
+    Table,
+    Id,
+    AppId,
+    EntityKey,
+    RoutingKey,
+    MessageId,
+    TypeName,
+    Body,
+    CreatedAt,
+    PublishedAt,
+}
+
+#[derive(DeriveIden)]
+enum SyncRuns {
+    Table,
+    Id,
+    AppId,
+    Kind,
+    Trigger,
+    Status,
+    StartedAt,
+    FinishedAt,
+    Counts,
+    Error,
+}
+
+fn text(c: impl IntoIden) -> ColumnDef {
+    ColumnDef::new(c).text().null().to_owned()
+}
+
+fn flag(c: impl IntoIden) -> ColumnDef {
+    ColumnDef::new(c)
+        .boolean()
+        .not_null()
+        .default(false)
+        .to_owned()
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table(Departments::Table)
+                .if_not_exists()
+                .col(ColumnDef::new(Departments::AppId).string_len(64).not_null())
+                .col(
+                    ColumnDef::new(Departments::OpenDepartmentId)
+                        .string_len(128)
+                        .not_null(),
+                )
+                .col(text(Departments::DepartmentId))
+                .col(text(Departments::ParentId))
+                .col(text(Departments::Name))
+                .col(text(Departments::I18nName))
+                .col(ColumnDef::new(Departments::SortOrder).big_integer().null())
+                .col(text(Departments::LeaderUserId))
+                .col(text(Departments::Leaders))
+                .col(text(Departments::ChatId))
+                .col(
+                    ColumnDef::new(Departments::MemberCount)
+                        .big_integer()
+                        .null(),
+                )
+                .col(flag(Departments::Deleted))
+                .col(flag(Departments::Placeholder))
+                .col(
+                    ColumnDef::new(Departments::Version)
+                        .big_integer()
+                        .not_null()
+                        .default(0),
+                )
+                .col(
+                    ColumnDef::new(Departments::UpdatedAt)
+                        .timestamp_with_time_zone()
+                        .not_null(),
+                )
+                .primary_key(
+                    Index::create()
+                        .col(Departments::AppId)
+                        .col(Departments::OpenDepartmentId),
+                )
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .if_not_exists()
+                .name("departments_parent")
+                .table(Departments::Table)
+                .col(Departments::AppId)
+                .col(Departments::ParentId)
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(Users::Table)
+                .if_not_exists()
+                .col(ColumnDef::new(Users::AppId).string_len(64).not_null())
+                .col(ColumnDef::new(Users::OpenId).string_len(128).not_null())
+                .col(text(Users::UnionId))
+                .col(text(Users::UserId))
+                .col(text(Users::Name))
+                .col(text(Users::EnName))
+                .col(text(Users::Nickname))
+                .col(text(Users::Email))
+                .col(text(Users::EnterpriseEmail))
+                .col(text(Users::Mobile))
+                .col(text(Users::Avatar))
+                .col(ColumnDef::new(Users::Gender).integer().null())
+                .col(flag(Users::IsFrozen))
+                .col(flag(Users::IsResigned))
+                .col(flag(Users::IsActivated))
+                .col(flag(Users::IsExited))
+                .col(flag(Users::IsUnjoin))
+                .col(text(Users::EmployeeNo))
+                .col(ColumnDef::new(Users::EmployeeType).integer().null())
+                .col(text(Users::JobTitle))
+                .col(text(Users::LeaderUserId))
+                .col(text(Users::City))
+                .col(text(Users::Country))
+                .col(text(Users::WorkStation))
+                .col(ColumnDef::new(Users::JoinTime).big_integer().null())
+                .col(text(Users::CustomAttrs))
+                .col(flag(Users::IsTenantManager))
+                .col(flag(Users::Deleted))
+                .col(
+                    ColumnDef::new(Users::Version)
+                        .big_integer()
+                        .not_null()
+                        .default(0),
+                )
+                .col(
+                    ColumnDef::new(Users::UpdatedAt)
+                        .timestamp_with_time_zone()
+                        .not_null(),
+                )
+                .primary_key(Index::create().col(Users::AppId).col(Users::OpenId))
+                .to_owned(),
+        )
+        .await?;
+        for (name, col) in [
+            ("users_union_id", Users::UnionId),
+            ("users_user_id", Users::UserId),
+            ("users_email", Users::Email),
+            ("users_mobile", Users::Mobile),
+        ] {
+            m.create_index(
+                Index::create()
+                    .if_not_exists()
+                    .name(name)
+                    .table(Users::Table)
+                    .col(Users::AppId)
+                    .col(col)
+                    .to_owned(),
+            )
+            .await?;
+        }
+        m.create_table(
+            Table::create()
+                .table(Memberships::Table)
+                .if_not_exists()
+                .col(ColumnDef::new(Memberships::AppId).string_len(64).not_null())
+                .col(
+                    ColumnDef::new(Memberships::OpenId)
+                        .string_len(128)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(Memberships::OpenDepartmentId)
+                        .string_len(128)
+                        .not_null(),
+                )
+                .col(ColumnDef::new(Memberships::UserOrder).big_integer().null())
+                .col(
+                    ColumnDef::new(Memberships::DepartmentOrder)
+                        .big_integer()
+                        .null(),
+                )
+                .col(flag(Memberships::IsPrimary))
+                .primary_key(
+                    Index::create()
+                        .col(Memberships::AppId)
+                        .col(Memberships::OpenId)
+                        .col(Memberships::OpenDepartmentId),
+                )
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .if_not_exists()
+                .name("memberships_department")
+                .table(Memberships::Table)
+                .col(Memberships::AppId)
+                .col(Memberships::OpenDepartmentId)
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(ProcessedEvents::Table)
+                .if_not_exists()
+                .col(
+                    ColumnDef::new(ProcessedEvents::Consumer)
+                        .string_len(64)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(ProcessedEvents::EventId)
+                        .string_len(128)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(ProcessedEvents::ProcessedAt)
+                        .timestamp_with_time_zone()
+                        .not_null(),
+                )
+                .primary_key(
+                    Index::create()
+                        .col(ProcessedEvents::Consumer)
+                        .col(ProcessedEvents::EventId),
+                )
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(Outbox::Table)
+                .if_not_exists()
+                .col(
+                    ColumnDef::new(Outbox::Id)
+                        .big_integer()
+                        .not_null()
+                        .auto_increment()
+                        .primary_key(),
+                )
+                .col(ColumnDef::new(Outbox::AppId).string_len(64).not_null())
+                .col(ColumnDef::new(Outbox::EntityKey).string_len(200).not_null())
+                .col(
+                    ColumnDef::new(Outbox::RoutingKey)
+                        .string_len(200)
+                        .not_null(),
+                )
+                .col(ColumnDef::new(Outbox::MessageId).string_len(200).not_null())
+                .col(ColumnDef::new(Outbox::TypeName).string_len(200).not_null())
+                .col(ColumnDef::new(Outbox::Body).binary().not_null())
+                .col(
+                    ColumnDef::new(Outbox::CreatedAt)
+                        .timestamp_with_time_zone()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(Outbox::PublishedAt)
+                        .timestamp_with_time_zone()
+                        .null(),
+                )
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .if_not_exists()
+                .name("outbox_unpublished")
+                .table(Outbox::Table)
+                .col(Outbox::PublishedAt)
+                .col(Outbox::Id)
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(SyncRuns::Table)
+                .if_not_exists()
+                .col(
+                    ColumnDef::new(SyncRuns::Id)
+                        .string_len(64)
+                        .not_null()
+                        .primary_key(),
+                )
+                .col(ColumnDef::new(SyncRuns::AppId).string_len(64).not_null())
+                .col(ColumnDef::new(SyncRuns::Kind).string_len(32).not_null())
+                .col(ColumnDef::new(SyncRuns::Trigger).string_len(32).not_null())
+                .col(ColumnDef::new(SyncRuns::Status).string_len(32).not_null())
+                .col(
+                    ColumnDef::new(SyncRuns::StartedAt)
+                        .timestamp_with_time_zone()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(SyncRuns::FinishedAt)
+                        .timestamp_with_time_zone()
+                        .null(),
+                )
+                .col(text(SyncRuns::Counts))
+                .col(text(SyncRuns::Error))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .if_not_exists()
+                .name("sync_runs_app")
+                .table(SyncRuns::Table)
+                .col(SyncRuns::AppId)
+                .col(SyncRuns::StartedAt)
+                .to_owned(),
+        )
+        .await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        for t in [
+            SyncRuns::Table.into_iden(),
+            Outbox::Table.into_iden(),
+            ProcessedEvents::Table.into_iden(),
+            Memberships::Table.into_iden(),
+            Users::Table.into_iden(),
+            Departments::Table.into_iden(),
+        ] {
+            m.drop_table(Table::drop().table(t).to_owned()).await?;
+        }
+        Ok(())
+    }
+}
