@@ -2,7 +2,10 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = [root.join("feishu_bridge/v1/feishu_event.proto")];
+    let files = [
+        root.join("feishu_bridge/v1/feishu_event.proto"),
+        root.join("feishu_bridge/v1/org_change.proto"),
+    ];
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
     }

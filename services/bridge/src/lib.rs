@@ -8,6 +8,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use bridge_bus::{AmqpBus, AmqpOptions, Bus, EmbeddedBus};
 use bridge_contracts::topology::topology;
+use bridge_directory_sync::DirectorySync;
+use bridge_feishu::api::{ClientOptions, FeishuClient};
 use bridge_runtime::{HttpServer, Mount, Readiness, ReadinessCheck, Settings, Shutdown};
 use bridge_store::apps::BindingInput;
 use bridge_store::db::DatabaseConnection;
@@ -22,6 +24,8 @@ pub enum Role {
     All,
     /// The webhook ingress only.
     Ingress,
+    /// Contact events, full sync and reconcile, the read API, org-change events.
+    DirectorySync,
 }
 
 impl Role {
@@ -29,7 +33,12 @@ impl Role {
         match self {
             Role::All => "all",
             Role::Ingress => "ingress",
+            Role::DirectorySync => "directory-sync",
         }
+    }
+
+    fn runs(self, service: Role) -> bool {
+        self == Role::All || self == service
     }
 }
 
@@ -39,6 +48,7 @@ pub struct Application {
     bus: Bus,
     shutdown: Shutdown,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    directory: Option<DirectorySync>,
 }
 
 /// The database URL for `role`, defaulting to a SQLite file under `database.data_dir` in `all`.
@@ -132,6 +142,8 @@ async fn bus(settings: &Settings, role: Role, db: &DatabaseConnection) -> anyhow
         reconnect_max: b.reconnect_max,
         publish_channels: b.publish_channels,
         connection_name: format!("feishu-bridge-{}", role.name()),
+        queue_prefix: b.queue_prefix.clone(),
+        queue_expires: b.queue_expires,
     };
     Ok(Bus::Amqp(
         AmqpBus::start(opts, topology(), Duration::from_secs(5)).await,
@@ -172,25 +184,56 @@ impl Application {
         }));
 
         let mut mounts: Vec<Mount> = Vec::new();
-        let ingress =
-            bridge_ingress::Ingress::new(settings.ingress.clone(), registry.clone(), bus.clone());
-        mounts.push(ingress.mount());
-
         let stop = shutdown.clone();
-        let tasks = vec![
+        let mut tasks = vec![
             registry.spawn_refresher(Duration::from_secs(2), async move { stop.wait().await })
         ];
+        if role.runs(Role::Ingress) {
+            let ingress = bridge_ingress::Ingress::new(
+                settings.ingress.clone(),
+                registry.clone(),
+                bus.clone(),
+            );
+            mounts.push(ingress.mount());
+        }
+        let mut directory = None;
+        if role.runs(Role::DirectorySync) {
+            let client = FeishuClient::new(ClientOptions {
+                timeout: settings.feishu.timeout,
+                rate_scale: settings.feishu.rate_scale,
+                ..Default::default()
+            })
+            .context("Feishu client")?;
+            let ds = DirectorySync::new(bridge_directory_sync::Deps {
+                db: db.clone(),
+                bus: bus.clone(),
+                apps: registry.clone(),
+                client,
+                settings: settings.directory.clone(),
+                feishu_base: settings.feishu.base_url.clone(),
+                tokens: settings.api.tokens.clone(),
+            });
+            mounts.push(ds.mount());
+            tasks.extend(ds.start(shutdown.clone()));
+            directory = Some(ds);
+        }
         let server = HttpServer::bind(&settings.http, mounts, readiness)?;
         Ok(Self {
             server,
             bus,
             shutdown,
             tasks,
+            directory,
         })
     }
 
     pub fn local_addr(&self) -> std::net::SocketAddr {
         self.server.local_addr()
+    }
+
+    /// directory-sync, when this process runs it (tests drive syncs through it).
+    pub fn directory(&self) -> Option<DirectorySync> {
+        self.directory.clone()
     }
 
     /// A handle that stops the application when triggered.

@@ -27,6 +27,8 @@ enum Command {
     All,
     /// Feishu's event and callback webhooks -> exchange feishu.events.
     Ingress,
+    /// Contact events, full sync and reconcile -> the directory and exchange org.changes.
+    DirectorySync,
     /// Run database migrations and exit.
     Migrate,
 }
@@ -38,6 +40,7 @@ async fn main() -> anyhow::Result<()> {
     let role = match cli.command {
         Command::All => Role::All,
         Command::Ingress => Role::Ingress,
+        Command::DirectorySync => Role::DirectorySync,
         Command::Migrate => {
             let telemetry =
                 bridge_runtime::telemetry::init(&settings.telemetry, "feishu-bridge-migrate")?;

@@ -30,6 +30,10 @@ pub struct AmqpOptions {
     pub reconnect_max: Duration,
     pub publish_channels: usize,
     pub connection_name: String,
+    /// Prefixed to the topology's queue names (isolates test runs sharing one broker).
+    pub queue_prefix: String,
+    /// Lets the topology's queues expire when unused (test runs; never in production).
+    pub queue_expires: Option<Duration>,
 }
 
 impl std::fmt::Debug for AmqpOptions {
@@ -226,18 +230,13 @@ impl AmqpBus {
 
     /// The spec of a declared queue, or of a declared queue's dead-letter queue.
     fn spec_for(&self, queue: &str) -> Result<Arc<QueueSpec>, BusError> {
-        let mut known: Vec<QueueSpec> = self
-            .inner
-            .topology
-            .queues
-            .iter()
-            .map(QueueSpec::from)
-            .collect();
+        let mut known = topology_specs(&self.inner.opts, &self.inner.topology);
         if let Ok(extra) = self.inner.extra_queues.lock() {
             known.extend(extra.iter().cloned());
         }
+        let prefixed = format!("{}{queue}", self.inner.opts.queue_prefix);
         for spec in known {
-            if spec.name == queue {
+            if spec.name == queue || spec.name == prefixed {
                 return Ok(Arc::new(spec));
             }
             if spec.dead_letter_queue() == queue {
@@ -246,6 +245,7 @@ impl AmqpBus {
                     bindings: Vec::new(),
                     durable: spec.durable,
                     retry_delays: Vec::new(),
+                    expires: spec.expires,
                 }));
             }
         }
@@ -256,7 +256,11 @@ impl AmqpBus {
         self.inner.closing.send_replace(true);
         let live = self.inner.live.write().ok().and_then(|mut l| l.take());
         if let Some(live) = live {
-            let _ = live.connection.close(200, "shutting down").await;
+            let _ = tokio::time::timeout(
+                Duration::from_secs(2),
+                live.connection.close(200, "shutting down"),
+            )
+            .await;
         }
     }
 }
@@ -303,7 +307,12 @@ async fn supervise(bus: AmqpBus) {
                 }
                 let old = bus.inner.live.write().ok().and_then(|mut l| l.take());
                 if let Some(old) = old {
-                    let _ = old.connection.close(320, "reconnecting").await;
+                    // The socket may be dead: never wait long for a CloseOk that cannot come.
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(1),
+                        old.connection.close(320, "reconnecting"),
+                    )
+                    .await;
                 }
                 tracing::warn!("lost the RabbitMQ connection; reconnecting");
             }
@@ -342,7 +351,12 @@ async fn connect(bus: &AmqpBus, generation: u64) -> Result<Live, BusError> {
         .create_channel()
         .await
         .map_err(|e| BusError::Broker(e.to_string()))?;
-    declare_topology_on(&ch, &bus.inner.topology).await?;
+    declare_topology_on(
+        &ch,
+        &bus.inner.topology,
+        &topology_specs(opts, &bus.inner.topology),
+    )
+    .await?;
     let extra: Vec<QueueSpec> = bus
         .inner
         .extra_queues
@@ -372,7 +386,25 @@ async fn connect(bus: &AmqpBus, generation: u64) -> Result<Live, BusError> {
     })
 }
 
-async fn declare_topology_on(ch: &Channel, topology: &Topology) -> Result<(), BusError> {
+/// The topology's queues as this process names them.
+fn topology_specs(opts: &AmqpOptions, topology: &Topology) -> Vec<QueueSpec> {
+    topology
+        .queues
+        .iter()
+        .map(|q| {
+            let mut s = QueueSpec::from(q);
+            s.name = format!("{}{}", opts.queue_prefix, s.name);
+            s.expires = opts.queue_expires;
+            s
+        })
+        .collect()
+}
+
+async fn declare_topology_on(
+    ch: &Channel,
+    topology: &Topology,
+    queues: &[QueueSpec],
+) -> Result<(), BusError> {
     for ex in topology.exchanges {
         ch.exchange_declare(
             ex.name,
@@ -386,8 +418,8 @@ async fn declare_topology_on(ch: &Channel, topology: &Topology) -> Result<(), Bu
         .await
         .map_err(|e| BusError::Broker(format!("declare exchange {}: {e}", ex.name)))?;
     }
-    for q in topology.queues {
-        declare_queue_on(ch, &QueueSpec::from(q)).await?;
+    for q in queues {
+        declare_queue_on(ch, q).await?;
     }
     Ok(())
 }
@@ -419,22 +451,25 @@ async fn declare_queue_on(ch: &Channel, spec: &QueueSpec) -> Result<(), BusError
         .await
         .map_err(err(format!("declare exchange {exchange}")))?;
     }
-    let (opts, qargs) = if spec.durable {
-        (
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            args(&[("x-queue-type", text("quorum"))]),
-        )
-    } else {
-        // Not auto-delete: a consumer that goes away must leave its unacked messages to the
-        // next one. The queue expires once unused for ten minutes.
-        (
-            QueueDeclareOptions::default(),
-            args(&[("x-expires", AMQPValue::LongLongInt(600_000))]),
-        )
+    // Durable queues are quorum queues. Others are classic and, like any queue given an
+    // expiry, vanish once unused that long. None is auto-delete: a consumer that goes away
+    // must leave its unacked messages to the next one.
+    let expires: Vec<(&str, AMQPValue)> = spec
+        .expires
+        .map(|e| vec![("x-expires", AMQPValue::LongLongInt(e.as_millis() as i64))])
+        .unwrap_or_default();
+    let base = |mut pairs: Vec<(&'static str, AMQPValue)>| {
+        pairs.extend(expires.iter().cloned());
+        if spec.durable {
+            pairs.push(("x-queue-type", text("quorum")));
+        }
+        args(&pairs)
     };
+    let opts = QueueDeclareOptions {
+        durable: spec.durable,
+        ..Default::default()
+    };
+    let qargs = base(vec![]);
     ch.queue_declare(&spec.name, opts, qargs)
         .await
         .map_err(err(format!("declare queue {}", spec.name)))?;
@@ -458,39 +493,17 @@ async fn declare_queue_on(ch: &Channel, spec: &QueueSpec) -> Result<(), BusError
             ("x-dead-letter-exchange", text("")),
             ("x-dead-letter-routing-key", text(&spec.name)),
         ];
-        let opts = if spec.durable {
-            pairs.push(("x-queue-type", text("quorum")));
+        if spec.durable {
             pairs.push(("x-dead-letter-strategy", text("at-least-once")));
             pairs.push(("x-overflow", text("reject-publish")));
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            }
-        } else {
-            pairs.push(("x-expires", AMQPValue::LongLongInt(600_000)));
-            QueueDeclareOptions::default()
-        };
+        }
         let name = spec.retry_queue(tier);
-        ch.queue_declare(&name, opts, args(&pairs))
+        ch.queue_declare(&name, opts, base(pairs))
             .await
             .map_err(err(format!("declare queue {name}")))?;
     }
     let dlq = spec.dead_letter_queue();
-    let (opts, qargs) = if spec.durable {
-        (
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            args(&[("x-queue-type", text("quorum"))]),
-        )
-    } else {
-        (
-            QueueDeclareOptions::default(),
-            args(&[("x-expires", AMQPValue::LongLongInt(600_000))]),
-        )
-    };
-    ch.queue_declare(&dlq, opts, qargs)
+    ch.queue_declare(&dlq, opts, base(vec![]))
         .await
         .map_err(err(format!("declare queue {dlq}")))?;
     Ok(())

@@ -102,6 +102,7 @@ impl EmbeddedBus {
                 bindings: Vec::new(),
                 durable: spec.durable,
                 retry_delays: Vec::new(),
+                expires: spec.expires,
             }));
         }
         Ok(())

@@ -43,6 +43,8 @@ pub struct QueueSpec {
     /// (tests, benchmarks).
     pub durable: bool,
     pub retry_delays: Vec<Duration>,
+    /// Delete the queue (and its retry and dead-letter queues) after this long unused.
+    pub expires: Option<Duration>,
 }
 
 impl QueueSpec {
@@ -56,6 +58,7 @@ impl QueueSpec {
                 .collect(),
             durable: false,
             retry_delays: vec![Duration::from_millis(200), Duration::from_millis(400)],
+            expires: Some(Duration::from_secs(600)),
         }
     }
 
@@ -79,6 +82,7 @@ impl From<&Queue> for QueueSpec {
                 .collect(),
             durable: true,
             retry_delays: q.retry_delays.to_vec(),
+            expires: None,
         }
     }
 }
@@ -97,6 +101,11 @@ impl Bus {
             Bus::Amqp(b) => b.publish(msg).await,
             Bus::Embedded(b) => b.publish(msg).await,
         }
+    }
+
+    /// Like [`Bus::publish`], taking the message (for futures that must own it).
+    pub async fn publish_owned(&self, msg: Message) -> Result<(), BusError> {
+        self.publish(&msg).await
     }
 
     /// Declares the whole topology (idempotent).
@@ -159,5 +168,10 @@ impl Consumer {
     /// The next delivery; None once the bus closed.
     pub async fn next(&mut self) -> Option<Delivery> {
         self.rx.recv().await
+    }
+
+    /// A delivery that is already waiting, without waiting for one.
+    pub fn try_next(&mut self) -> Option<Delivery> {
+        self.rx.try_recv().ok()
     }
 }

@@ -12,6 +12,14 @@ pub mod v1 {
         /// The message's full protobuf name, used as the AMQP `type` property.
         pub const FULL_NAME: &'static str = "feishu_bridge.v1.FeishuEvent";
     }
+
+    impl OrgChange {
+        pub const FULL_NAME: &'static str = "feishu_bridge.v1.OrgChange";
+    }
+
+    impl DirectoryCommand {
+        pub const FULL_NAME: &'static str = "feishu_bridge.v1.DirectoryCommand";
+    }
 }
 
 /// The AMQP `content_type` of every protobuf body.

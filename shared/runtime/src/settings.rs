@@ -31,6 +31,8 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     pub ingress: IngressSettings,
     pub api: ApiSettings,
+    pub feishu: FeishuSettings,
+    pub directory: DirectorySettings,
     /// App bindings provisioned from the file (secrets from here are stored encrypted).
     pub apps: Vec<AppProvision>,
 }
@@ -97,6 +99,13 @@ pub struct BrokerSettings {
     pub publish_channels: usize,
     /// Unacked deliveries per consumer (basic_qos prefetch).
     pub prefetch: u16,
+    /// Prefixed to consumer queue names, so several deployments (or test runs) can share one
+    /// broker without taking each other's messages.
+    pub queue_prefix: String,
+    /// Lets consumer queues expire when unused for this long (test runs; leave unset in
+    /// production).
+    #[serde(with = "humantime_serde")]
+    pub queue_expires: Option<Duration>,
 }
 
 impl Default for BrokerSettings {
@@ -108,6 +117,8 @@ impl Default for BrokerSettings {
             reconnect_max: Duration::from_secs(10),
             publish_channels: 4,
             prefetch: 64,
+            queue_prefix: String::new(),
+            queue_expires: None,
         }
     }
 }
@@ -191,6 +202,54 @@ pub struct ApiSettings {
     pub tokens: Vec<SecretString>,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeishuSettings {
+    /// Overrides the Open API host of every app (the emulator in tests and `make demo`).
+    pub base_url: Option<Url>,
+    /// Timeout of one Open API call.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Multiplies the client-side rate-limit tiers (only for an emulator scaled the same way).
+    pub rate_scale: f64,
+}
+
+impl Default for FeishuSettings {
+    fn default() -> Self {
+        Self {
+            base_url: None,
+            timeout: Duration::from_secs(10),
+            rate_scale: 1.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DirectorySettings {
+    /// How often every app's organisation is reconciled with Feishu.
+    #[serde(with = "humantime_serde")]
+    pub reconcile_interval: Duration,
+    /// A reconcile that would delete more than this share of the users is refused unless
+    /// forced.
+    pub max_delete_share: f64,
+    /// Deliveries applied in one transaction.
+    pub batch_size: usize,
+    /// Concurrent Open API calls during a full sync (the rate limiter paces them).
+    pub sync_concurrency: usize,
+}
+
+impl Default for DirectorySettings {
+    fn default() -> Self {
+        Self {
+            reconcile_interval: Duration::from_secs(6 * 3600),
+            max_delete_share: 0.2,
+            batch_size: 100,
+            sync_concurrency: 8,
+        }
+    }
+}
+
 /// An app binding provisioned from the settings file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -272,6 +331,21 @@ impl Settings {
                 "ingress.publish_timeout",
                 "must be under 3s, Feishu's deadline for an answer",
             ));
+        }
+        if !(0.0..=1.0).contains(&self.directory.max_delete_share) {
+            return Err(invalid(
+                "directory.max_delete_share",
+                "must be between 0 and 1",
+            ));
+        }
+        if self.directory.batch_size == 0 || self.directory.sync_concurrency == 0 {
+            return Err(invalid(
+                "directory.batch_size",
+                "batch_size and sync_concurrency must be at least 1",
+            ));
+        }
+        if self.feishu.rate_scale <= 0.0 {
+            return Err(invalid("feishu.rate_scale", "must be positive"));
         }
         if self.broker.publish_channels == 0 {
             return Err(invalid("broker.publish_channels", "must be at least 1"));

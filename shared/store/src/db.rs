@@ -15,10 +15,17 @@ pub async fn connect(
     migrate: bool,
 ) -> anyhow::Result<DatabaseConnection> {
     let mut opts = ConnectOptions::new(url.to_string());
+    // SQLite has one writer; with several pooled connections a reader upgrading to a writer
+    // fails at once with "database is locked". One connection serialises them instead.
+    let max_connections = if url.starts_with("sqlite:") {
+        1
+    } else {
+        max_connections
+    };
     opts.max_connections(max_connections)
         .min_connections(1)
         .connect_timeout(Duration::from_secs(5))
-        .acquire_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(30))
         .sqlx_logging(false);
     let db = Database::connect(opts)
         .await

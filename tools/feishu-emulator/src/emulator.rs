@@ -166,14 +166,6 @@ impl Emulator {
         Ok(())
     }
 
-    /// Finds the tenant index of an app.
-    pub(crate) fn tenant_of(&self, app_id: &str) -> Result<usize, EmulatorError> {
-        self.read()
-            .state
-            .tenant_of_app(app_id)
-            .ok_or_else(|| EmulatorError::NotFound(format!("app {app_id}")))
-    }
-
     /// The app's record (credentials, URLs, scope).
     pub fn app(&self, app_id: &str) -> Option<crate::state::App> {
         let w = self.read();

@@ -27,9 +27,14 @@ impl Visible {
     }
 }
 
+/// Cache key of a rendered user object: (app_id, user_id_type, department_id_type, user_id).
+pub type RenderKey = (String, u8, u8, String);
+
 /// Derived tables of one tenant.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub struct TenantIndex {
+    /// Rendered user objects (compact JSON); emptied by every rebuild, i.e. every mutation.
+    pub rendered: std::sync::Mutex<HashMap<RenderKey, std::sync::Arc<str>>>,
     /// parent open_department_id ("0" for the root) -> children, sorted by (order, id).
     pub children: HashMap<String, Vec<String>>,
     /// custom department_id -> open_department_id.

@@ -5,15 +5,18 @@
 //! control API under `/_emulator/` (and the same operations as Rust methods on [`Emulator`]).
 
 pub mod api;
+pub mod chat;
 pub mod clock;
 pub mod control;
 pub mod emulator;
 pub mod error;
+pub mod export;
 pub mod faults;
 pub mod generate;
 pub mod ids;
 pub mod index;
 pub mod limits;
+pub mod mutate;
 pub mod push;
 pub mod runtime;
 pub mod server;
@@ -21,7 +24,10 @@ pub mod state;
 
 pub use emulator::Emulator;
 pub use error::{ApiError, EmulatorError};
+pub use export::Export;
 pub use faults::{Fault, FaultKind};
 pub use generate::{demo, GenerateSpec};
+pub use mutate::{NewDepartment, NewUser, UserPatch};
+pub use push::PushAttempt;
 pub use server::RunningEmulator;
 pub use state::{App, ContactScope, Department, Settings, State, Tenant, User};

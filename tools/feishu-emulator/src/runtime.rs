@@ -57,6 +57,8 @@ pub struct Runtime {
     pub tmp_codes: HashMap<String, (usize, String, i64)>,
     /// (app_id, uuid) -> (expires_ms, the response data of the first send).
     pub uuids: HashMap<(String, String), (i64, Value)>,
+    /// The user the QR frame scans as automatically.
+    pub qr_auto_user: Option<String>,
 }
 
 /// Access-token lifetime rules.
@@ -86,7 +88,7 @@ impl Runtime {
             if let Some(info) = self.tokens.get(tok) {
                 let left = info.expires_ms - now_ms;
                 if left >= life.reissue_below_ms && left > 0 {
-                    return (tok.clone(), left / 1000);
+                    return (tok.clone(), (left + 500) / 1000);
                 }
             }
         }

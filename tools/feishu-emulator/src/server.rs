@@ -85,6 +85,6 @@ impl Emulator {
     }
 
     fn spawn_dispatcher(&self) -> Option<tokio::task::JoinHandle<()>> {
-        None
+        Some(self.spawn_push_dispatcher())
     }
 }

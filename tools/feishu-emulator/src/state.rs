@@ -287,6 +287,9 @@ pub struct InboxMessage {
     pub create_time: i64,
     /// Set for messages from `message/v4/batch_send`.
     pub batch_id: Option<String>,
+    /// Tenant `user_id` of a user who sent it (to a bot); `None` when the app's bot sent it.
+    #[serde(default)]
+    pub sender_user_id: Option<String>,
 }
 
 /// A `message/v4/batch_send` job.

@@ -142,6 +142,7 @@ pub struct FeishuRequest {
 pub struct Bridge {
     pub addr: SocketAddr,
     pub http: reqwest::Client,
+    pub directory: Option<bridge_directory_sync::DirectorySync>,
     shutdown: Shutdown,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -172,6 +173,9 @@ pub fn settings(opts: BridgeOptions, database_url: String) -> Settings {
     s.broker.url = Some(SecretString::from(opts.broker_url));
     s.broker.reconnect_min = Duration::from_millis(50);
     s.broker.reconnect_max = Duration::from_millis(300);
+    // Queues of our own on the shared broker, gone a minute after the test.
+    s.broker.queue_prefix = format!("t{}.", uuid::Uuid::new_v4().simple());
+    s.broker.queue_expires = Some(Duration::from_secs(60));
     s.security.master_key = Some(master_key());
     s.ingress.max_body_bytes = opts.max_body_bytes;
     s.apps = opts.apps;
@@ -190,10 +194,12 @@ impl Bridge {
             .expect("bridge starts");
         let addr = app.local_addr();
         let shutdown = app.shutdown();
+        let directory = app.directory();
         let task = tokio::spawn(app.run_until_stopped());
         Self {
             addr,
             http: reqwest::Client::new(),
+            directory,
             shutdown,
             task: Some(task),
         }
@@ -345,6 +351,130 @@ impl EventQueue {
             "an unexpected message was published before the sentinel"
         );
     }
+}
+
+/// A queue of the test's own on the real RabbitMQ, bound to `exchange` with `pattern`.
+pub struct BusQueue {
+    _conn: lapin::Connection,
+    consumer: lapin::Consumer,
+}
+
+pub struct BusMessage {
+    pub routing_key: String,
+    pub message_id: String,
+    pub headers: std::collections::HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl BusQueue {
+    pub async fn bind(exchange: &str, pattern: &str) -> Self {
+        let conn = lapin::Connection::connect(
+            AMQP_URL,
+            lapin::ConnectionProperties::default()
+                .with_executor(tokio_executor_trait::Tokio::current())
+                .with_reactor(tokio_reactor_trait::Tokio),
+        )
+        .await
+        .unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        ch.exchange_declare(
+            exchange,
+            lapin::ExchangeKind::Topic,
+            lapin::options::ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        let q = ch
+            .queue_declare(
+                "",
+                QueueDeclareOptions {
+                    exclusive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        ch.queue_bind(
+            q.name().as_str(),
+            exchange,
+            pattern,
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        let consumer = ch
+            .basic_consume(
+                q.name().as_str(),
+                "test",
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        Self {
+            _conn: conn,
+            consumer,
+        }
+    }
+
+    pub async fn next(&mut self) -> BusMessage {
+        let d = tokio::time::timeout(Duration::from_secs(20), self.consumer.next())
+            .await
+            .expect("a message within 20 s")
+            .expect("consumer open")
+            .expect("delivery");
+        d.acker.ack(BasicAckOptions::default()).await.unwrap();
+        let mut headers = std::collections::HashMap::new();
+        if let Some(h) = d.properties.headers() {
+            for (k, v) in h.inner() {
+                if let lapin::types::AMQPValue::LongString(s) = v {
+                    headers.insert(
+                        k.as_str().to_string(),
+                        String::from_utf8_lossy(s.as_bytes()).into_owned(),
+                    );
+                }
+            }
+        }
+        BusMessage {
+            routing_key: d.routing_key.as_str().to_string(),
+            message_id: d
+                .properties
+                .message_id()
+                .as_ref()
+                .map(|m| m.as_str().to_string())
+                .unwrap_or_default(),
+            headers,
+            body: d.data,
+        }
+    }
+}
+
+/// Runs a `SELECT COUNT(*) AS n ...` on the bridge's database.
+pub async fn count_rows(settings: &Settings, sql: &str) -> i64 {
+    use secrecy::ExposeSecret;
+    let url = settings
+        .database
+        .url
+        .as_ref()
+        .unwrap()
+        .expose_secret()
+        .to_string();
+    let db = Database::connect(url).await.unwrap();
+    let row = db
+        .query_one(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            sql.to_string(),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get::<i64>("", "n").unwrap()
 }
 
 /// A TCP proxy in front of RabbitMQ that a test can cut and restore.

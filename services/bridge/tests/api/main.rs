@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod directory;
 mod helpers;
 mod ingress;
 mod outage;

@@ -20,6 +20,8 @@ pub async fn amqp() -> Bus {
         reconnect_max: Duration::from_secs(1),
         publish_channels: 2,
         connection_name: "bus-tests".into(),
+        queue_prefix: format!("t{}.", uuid::Uuid::new_v4().simple()),
+        queue_expires: Some(Duration::from_secs(60)),
     };
     let bus = AmqpBus::start(opts, topology(), Duration::from_secs(10)).await;
     assert!(
@@ -106,6 +108,8 @@ async fn amqp_publish_to_unreachable_broker_fails_fast() {
         reconnect_max: Duration::from_secs(1),
         publish_channels: 1,
         connection_name: "bus-tests-down".into(),
+        queue_prefix: String::new(),
+        queue_expires: None,
     };
     let bus = Bus::Amqp(AmqpBus::start(opts, topology(), Duration::from_millis(200)).await);
     assert!(bus.ready().await.is_err());

@@ -18,12 +18,17 @@ pub const USER_GET: &str = "contact.users.get";
 pub const USER_FIND: &str = "contact.users.find_by_department";
 pub const USER_BATCH: &str = "contact.users.batch";
 pub const SCOPES: &str = "contact.scopes";
+pub const USER_BATCH_GET_ID: &str = "contact.users.batch_get_id";
 
 /// Departments with more descendants than this refuse `fetch_child=true`.
 const RECURSION_LIMIT: usize = 500;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/open-apis/contact/v3/scopes", web::get().to(scopes))
+        .route(
+            "/open-apis/contact/v3/users/batch_get_id",
+            web::post().to(user_batch_get_id),
+        )
         .route(
             "/open-apis/contact/v3/departments/batch",
             web::get().to(dept_batch),
@@ -70,6 +75,48 @@ async fn with_view(
     let data = f(&view, &q)?;
     drop(w);
     Ok(ok(data))
+}
+
+/// Like [`with_view`] for list answers assembled from cached user JSON: `f` returns
+/// `has_more`, the next page token and the rendered items.
+async fn with_view_raw(
+    emu: &Emulator,
+    req: &HttpRequest,
+    api: &str,
+    f: impl FnOnce(&View, &Query) -> Result<(Option<String>, Vec<std::sync::Arc<str>>), ApiError>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = gate(emu, req, api, Accepts::Tenant).await?;
+    let q = Query::parse(req);
+    let ut = page::user_id_type(&q)?;
+    let dt = page::dept_id_type(&q)?;
+    let w = emu.read();
+    let (t, ix) = w
+        .tenant(caller.tenant)
+        .ok_or_else(|| ApiError::new(400, 42008, "tenant id is invalid"))?;
+    let view = View::new(t, ix, &caller.app_id).with_types(ut, dt);
+    let (next, items) = f(&view, &q)?;
+    drop(w);
+    let mut body = String::with_capacity(items.iter().map(|i| i.len() + 1).sum::<usize>() + 128);
+    body.push_str(r#"{"code":0,"msg":"success","data":{"#);
+    match next {
+        Some(tok) => {
+            body.push_str(r#""has_more":true,"page_token":"#);
+            body.push_str(&Value::String(tok).to_string());
+        }
+        None => body.push_str(r#""has_more":false"#),
+    }
+    body.push_str(r#","items":["#);
+    for (i, it) in items.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(it);
+    }
+    body.push_str("]}}");
+    Ok(HttpResponse::Ok()
+        .insert_header(("X-Tt-Logid", super::log_id()))
+        .content_type("application/json")
+        .body(body))
 }
 
 fn dept_value(v: &View, odid: &str) -> Option<Value> {
@@ -216,7 +263,7 @@ async fn user_batch(emu: web::Data<Emulator>, req: HttpRequest) -> Result<HttpRe
 }
 
 async fn user_find(emu: web::Data<Emulator>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    with_view(&emu, &req, USER_FIND, |v, q| {
+    with_view_raw(&emu, &req, USER_FIND, |v, q| {
         let (size, offset) = page::params(q, 10, 50)?;
         let id = q
             .get("department_id")
@@ -224,12 +271,15 @@ async fn user_find(emu: web::Data<Emulator>, req: HttpRequest) -> Result<HttpRes
         let odid = v.visible_dept(id, v.dt)?;
         let members = v.ix.members.get(&odid).map(Vec::as_slice).unwrap_or(&[]);
         let mut data = Map::new();
-        let items: Vec<Value> = page::slice(members, size, offset, &mut data)
+        let items = page::slice(members, size, offset, &mut data)
             .iter()
-            .filter_map(|u| v.t.users.get(u).map(|u| v.user(u)))
+            .filter_map(|u| v.t.users.get(u).map(|u| v.user_raw(u)))
             .collect();
-        data.insert("items".into(), Value::Array(items));
-        Ok(Value::Object(data))
+        let next = data
+            .get("page_token")
+            .and_then(Value::as_str)
+            .map(String::from);
+        Ok((next, items))
     })
     .await
 }
@@ -289,4 +339,65 @@ impl Clone for ScopeItem {
             ScopeItem::Dept(d) => ScopeItem::Dept(d.clone()),
         }
     }
+}
+
+#[derive(serde::Deserialize)]
+struct BatchGetId {
+    #[serde(default)]
+    emails: Vec<String>,
+    #[serde(default)]
+    mobiles: Vec<String>,
+    #[serde(default)]
+    include_resigned: bool,
+}
+
+/// `POST users/batch_get_id`: ids by email or mobile (≤ 50 each); unknown or invisible
+/// ones come back without `user_id`.
+async fn user_batch_get_id(
+    emu: web::Data<Emulator>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let b: BatchGetId =
+        serde_json::from_slice(&body).map_err(|e| ApiError::field("body", "", &e.to_string()))?;
+    if b.emails.len() > 50 {
+        return Err(ApiError::field(
+            "emails",
+            &b.emails.len().to_string(),
+            "the max length is 50",
+        ));
+    }
+    if b.mobiles.len() > 50 {
+        return Err(ApiError::field(
+            "mobiles",
+            &b.mobiles.len().to_string(),
+            "the max length is 50",
+        ));
+    }
+    with_view(&emu, &req, USER_BATCH_GET_ID, |v, _| {
+        let mut list = Vec::new();
+        let lookups = b
+            .emails
+            .iter()
+            .map(|e| ("email", e, v.ix.user_by_email.get(e)))
+            .chain(
+                b.mobiles
+                    .iter()
+                    .map(|m| ("mobile", m, v.ix.user_by_mobile.get(m))),
+            );
+        for (kind, key, found) in lookups {
+            let mut item = json!({ kind: key });
+            let user = found
+                .and_then(|uid| v.t.users.get(uid))
+                .filter(|u| v.scope.user(&u.user_id) || (b.include_resigned && v.scope.all))
+                .filter(|u| b.include_resigned || !u.status.is_resigned);
+            if let Some(u) = user {
+                item["user_id"] = json!(v.user_out(&u.user_id));
+                item["status"] = json!(u.status);
+            }
+            list.push(item);
+        }
+        Ok(json!({"user_list": list}))
+    })
+    .await
 }

@@ -6,9 +6,12 @@
 pub mod application;
 pub mod auth;
 pub mod authen;
+pub mod authen_v1;
+pub mod batch;
 pub mod contact;
 pub mod im;
 pub mod page;
+pub mod qr;
 pub mod view;
 
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -25,8 +28,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     auth::routes(cfg);
     contact::routes(cfg);
     authen::routes(cfg);
+    authen_v1::routes(cfg);
+    qr::routes(cfg);
     application::routes(cfg);
     im::routes(cfg);
+    batch::routes(cfg);
 }
 
 /// A random log id for `X-Tt-Logid`.
@@ -48,6 +54,8 @@ pub enum Accepts {
     Tenant,
     User,
     TenantOrUser,
+    /// app_access_token (legacy authen v1 exchange).
+    App,
 }
 
 /// The authenticated caller.
@@ -121,14 +129,19 @@ pub fn authenticate(
             },
         );
     };
-    let fits = match (&info.kind, accepts) {
-        (TokenKind::Tenant, Accepts::Tenant | Accepts::TenantOrUser) => true,
-        (TokenKind::User { .. }, Accepts::User | Accepts::TenantOrUser) => true,
-        _ => false,
-    };
+    let fits = matches!(
+        (&info.kind, accepts),
+        (TokenKind::Tenant, Accepts::Tenant | Accepts::TenantOrUser)
+            | (TokenKind::App, Accepts::App)
+            | (
+                TokenKind::User { .. },
+                Accepts::User | Accepts::TenantOrUser
+            )
+    );
     if !fits {
         return Err(match accepts {
             Accepts::User => ApiError::new(400, 99991668, "Invalid access token for authorization. Please make a request with token attached."),
+            Accepts::App => ApiError::new(400, 99991664, "Invalid app access token."),
             _ => ApiError::new(400, 99991663, "Invalid access token for authorization. Please make a request with token attached."),
         });
     }

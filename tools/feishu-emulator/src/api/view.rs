@@ -5,6 +5,7 @@
 use serde_json::{json, Value};
 
 use super::page::{DeptIdType, UserIdType};
+use crate::emulator::lock;
 use crate::error::ApiError;
 use crate::ids;
 use crate::index::{TenantIndex, Visible};
@@ -146,7 +147,7 @@ impl<'a> View<'a> {
             "name": d.name,
             "i18n_name": d.i18n_name,
             "parent_department_id": self.dept_out(&d.parent),
-            "department_id": self.dept_out(&d.open_department_id),
+            "department_id": d.department_id,
             "open_department_id": d.open_department_id,
             "order": d.order.to_string(),
             "unit_ids": [],
@@ -232,7 +233,47 @@ impl<'a> View<'a> {
         if let Some(l) = &u.leader_user_id {
             v["leader_user_id"] = json!(self.user_out(l));
         }
+        self.gate_fields(&mut v);
         v
+    }
+
+    /// Drops the fields whose field scope the app lacks (openapi.md §4.2): `user_id` needs
+    /// `contact:user.employee_id:readonly`, `email` `contact:user.email:readonly`, `mobile`
+    /// `contact:user.phone:readonly`.
+    fn gate_fields(&self, v: &mut Value) {
+        let Some(app) = self.t.app(self.app_id) else {
+            return;
+        };
+        let Some(m) = v.as_object_mut() else { return };
+        for (field, scope) in [
+            ("user_id", "contact:user.employee_id:readonly"),
+            ("email", "contact:user.email:readonly"),
+            ("mobile", "contact:user.phone:readonly"),
+        ] {
+            if !app.scopes.iter().any(|s| s == scope) {
+                m.remove(field);
+            }
+        }
+    }
+
+    /// The user object as compact JSON, cached until the next mutation.
+    pub fn user_raw(&self, u: &User) -> std::sync::Arc<str> {
+        let key = (
+            self.app_id.to_string(),
+            self.ut as u8,
+            self.dt as u8,
+            u.user_id.clone(),
+        );
+        if let Some(hit) = lock(&self.ix.rendered).get(&key) {
+            return hit.clone();
+        }
+        let raw: std::sync::Arc<str> = self.user(u).to_string().into();
+        let mut cache = lock(&self.ix.rendered);
+        if cache.len() >= 250_000 {
+            cache.clear();
+        }
+        cache.insert(key, raw.clone());
+        raw
     }
 
     /// The `user_event` object of contact user events (events.md §4.2). `department_ids`

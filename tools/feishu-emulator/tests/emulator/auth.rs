@@ -12,20 +12,50 @@ async fn tenant_token_shape_and_reuse() {
     let app = TestApp::generated(10, 2, 1).await;
     let body = json!({"app_id": demo::APP_ID, "app_secret": demo::APP_SECRET});
     let url = app.url("/open-apis/auth/v3/tenant_access_token/internal");
-    let a: Value = app.http.post(&url).json(&body).send().await.unwrap().json().await.unwrap();
+    let a: Value = app
+        .http
+        .post(&url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(a["code"], 0);
     assert_eq!(a["msg"], "ok");
-    assert!(a.get("data").is_none(), "token endpoints have no data wrapper");
+    assert!(
+        a.get("data").is_none(),
+        "token endpoints have no data wrapper"
+    );
     assert!(a["tenant_access_token"].as_str().unwrap().starts_with("t-"));
     assert_eq!(a["expire"], 7200);
     // Same token with a smaller expire while >= 30 min remain.
     app.emu.advance_clock(Duration::from_secs(600));
-    let b: Value = app.http.post(&url).json(&body).send().await.unwrap().json().await.unwrap();
+    let b: Value = app
+        .http
+        .post(&url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(a["tenant_access_token"], b["tenant_access_token"]);
     assert_eq!(b["expire"], 6600);
     // < 30 min left: a new token; the old one still works.
     app.emu.advance_clock(Duration::from_secs(5700));
-    let c: Value = app.http.post(&url).json(&body).send().await.unwrap().json().await.unwrap();
+    let c: Value = app
+        .http
+        .post(&url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_ne!(a["tenant_access_token"], c["tenant_access_token"]);
     assert_eq!(c["expire"], 7200);
     let old = a["tenant_access_token"].as_str().unwrap();
@@ -86,9 +116,18 @@ async fn app_token_and_wrong_credentials() {
 async fn missing_unknown_and_expired_tokens() {
     let app = TestApp::generated(10, 2, 1).await;
     app.emu
-        .set_settings(Settings { token_lifetime_secs: 60, token_reissue_below_secs: 15, ..Settings::default() })
+        .set_settings(Settings {
+            token_lifetime_secs: 60,
+            token_reissue_below_secs: 15,
+            ..app.emu.settings()
+        })
         .unwrap();
-    let r = app.http.get(app.url("/open-apis/contact/v3/scopes")).send().await.unwrap();
+    let r = app
+        .http
+        .get(app.url("/open-apis/contact/v3/scopes"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["code"], 99991661);

@@ -3,5 +3,12 @@
 
 mod helpers;
 
+mod application;
 mod auth;
+mod authen;
+mod bench;
 mod contact;
+mod control;
+mod events;
+mod im;
+mod limits;

@@ -1,0 +1,351 @@
+//! The contact-event consumer: deliveries are applied in batches, one transaction per batch
+//! (each event skipped if already processed, applied only if newer than the stored row, its
+//! id recorded, its org changes written to the outbox), then acked together after the commit.
+//! A batch that fails is retried event by event, so one bad event cannot hold up the rest.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bridge_bus::{Consumer, Delivery};
+use bridge_contracts::topology::{Q_DIRECTORY_COMMANDS, Q_DIRECTORY_CONTACT_EVENTS};
+use bridge_contracts::v1::{directory_command, DirectoryCommand};
+use bridge_feishu::api::FeishuError;
+use bridge_runtime::Shutdown;
+use bridge_store::entity::processed_event;
+use chrono::Utc;
+use prost::Message as _;
+use sea_orm::{ActiveModelTrait, EntityTrait, Set, TransactionTrait};
+
+use crate::apply::{Applier, Cause};
+use crate::events::{self, ContactEvent, Op};
+use crate::model;
+use crate::sync::{self, SyncOptions};
+use crate::{Inner, CONSUMER};
+
+async fn subscribe(inner: &Inner, queue: &str, prefetch: u16, stop: &Shutdown) -> Option<Consumer> {
+    loop {
+        match inner.bus.consume(queue, prefetch).await {
+            Ok(c) => return Some(c),
+            Err(e) => {
+                tracing::warn!(queue, error = %e, "cannot consume yet; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.wait() => return None,
+                }
+            }
+        }
+    }
+}
+
+pub async fn run_events(inner: Arc<Inner>, stop: Shutdown) {
+    let max = inner.settings.batch_size;
+    let prefetch = (max * 2).clamp(1, u16::MAX as usize) as u16;
+    let Some(mut consumer) = subscribe(&inner, Q_DIRECTORY_CONTACT_EVENTS, prefetch, &stop).await
+    else {
+        return;
+    };
+    loop {
+        let first = tokio::select! {
+            d = consumer.next() => d,
+            _ = stop.wait() => return,
+        };
+        let Some(first) = first else { return };
+        let mut batch = vec![first];
+        while batch.len() < max {
+            match consumer.try_next() {
+                Some(d) => batch.push(d),
+                None => break,
+            }
+        }
+        handle_batch(&inner, batch).await;
+    }
+}
+
+/// A delivery with its decoded event and whatever the contact API had to add.
+struct Item {
+    delivery: Delivery,
+    event: ContactEvent,
+}
+
+async fn handle_batch(inner: &Arc<Inner>, batch: Vec<Delivery>) {
+    let mut items = Vec::with_capacity(batch.len());
+    for d in batch {
+        match events::decode(&d.body) {
+            // Another deployment's app (several can share a broker): not ours to apply.
+            Ok(event) if inner.apps.get(&event.app_id).is_none() => {
+                tracing::debug!(app_id = %event.app_id, "contact event for an app not bound here; skipped");
+                let _ = d.ack().await;
+            }
+            Ok(event) => items.push(Item { delivery: d, event }),
+            Err(reason) => {
+                tracing::warn!(message_id = %d.props.message_id, reason, "undecodable contact event dead-lettered");
+                metrics::counter!("directory_events_total", "outcome" => "dead_lettered")
+                    .increment(1);
+                if let Err(e) = d.dead_letter(&reason).await {
+                    tracing::warn!(error = %e, "dead-lettering failed");
+                }
+            }
+        }
+    }
+    let mut ready = Vec::with_capacity(items.len());
+    for mut item in items {
+        match enrich(inner, &mut item.event).await {
+            Ok(()) => ready.push(item),
+            Err(e) => {
+                tracing::warn!(event_id = %item.event.event_id, error = %e, "contact API lookup failed; retrying later");
+                retry(item.delivery, &e.to_string()).await;
+            }
+        }
+    }
+    if ready.is_empty() {
+        return;
+    }
+    let n = ready.len();
+    match apply_all(inner, &ready).await {
+        Ok(reconcile) => {
+            for item in ready {
+                if let Err(e) = item.delivery.ack().await {
+                    tracing::warn!(error = %e, "ack failed; the event will be redelivered and skipped");
+                }
+            }
+            metrics::counter!("directory_events_total", "outcome" => "applied").increment(n as u64);
+            inner.outbox_wake.notify_one();
+            for app_id in reconcile {
+                sync::spawn(
+                    inner.clone(),
+                    app_id,
+                    SyncOptions {
+                        trigger: "scope_change".into(),
+                        ..Default::default()
+                    },
+                );
+            }
+        }
+        Err(e) if n > 1 => {
+            tracing::warn!(error = %e, events = n, "batch failed; applying its events one by one");
+            for item in ready {
+                Box::pin(handle_one(inner, item)).await;
+            }
+        }
+        Err(e) => {
+            for item in ready {
+                retry(item.delivery, &e.to_string()).await;
+            }
+        }
+    }
+}
+
+async fn handle_one(inner: &Arc<Inner>, item: Item) {
+    let one = vec![item];
+    match apply_all(inner, &one).await {
+        Ok(reconcile) => {
+            for item in one {
+                let _ = item.delivery.ack().await;
+            }
+            inner.outbox_wake.notify_one();
+            for app_id in reconcile {
+                sync::spawn(
+                    inner.clone(),
+                    app_id,
+                    SyncOptions {
+                        trigger: "scope_change".into(),
+                        ..Default::default()
+                    },
+                );
+            }
+        }
+        Err(e) => {
+            for item in one {
+                retry(item.delivery, &e.to_string()).await;
+            }
+        }
+    }
+}
+
+async fn retry(d: Delivery, reason: &str) {
+    match d.retry_later(reason).await {
+        Ok(true) => {
+            metrics::counter!("directory_events_total", "outcome" => "dead_lettered").increment(1);
+            tracing::error!(reason, "contact event dead-lettered after its retries")
+        }
+        Ok(false) => {
+            metrics::counter!("directory_events_total", "outcome" => "retried").increment(1)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not schedule a retry; the event will be redelivered")
+        }
+    }
+}
+
+/// Fills what events leave out: a user's departments, a department's i18n names.
+async fn enrich(inner: &Inner, ev: &mut ContactEvent) -> Result<(), FeishuError> {
+    let needs = matches!(
+        &ev.op,
+        Op::UpsertUser {
+            needs_fetch: true,
+            ..
+        } | Op::UpsertDepartment {
+            needs_fetch: true,
+            ..
+        }
+    );
+    if !needs {
+        return Ok(());
+    }
+    let Some(creds) = inner.credentials(&ev.app_id) else {
+        // Unbound or disabled app: apply what the event says.
+        return Ok(());
+    };
+    match &mut ev.op {
+        Op::UpsertUser {
+            user,
+            places,
+            needs_fetch,
+        } => {
+            let open_id = user.open_id.clone().unwrap_or_default();
+            match inner.client.user(&creds, &open_id).await {
+                Ok(fetched) => *places = model::places(&fetched),
+                Err(e) if e.is_transient() => return Err(e),
+                // Out of scope or gone since: the next event or reconcile settles it.
+                Err(e) => tracing::debug!(error = %e, "user lookup refused"),
+            }
+            *needs_fetch = false;
+        }
+        Op::UpsertDepartment {
+            department,
+            needs_fetch,
+        } => {
+            let id = department.open_department_id.clone().unwrap_or_default();
+            match inner.client.departments_batch(&creds, &[id]).await {
+                Ok(found) => {
+                    if let Some(f) = found.into_iter().next() {
+                        if department.i18n_name.is_none() {
+                            department.i18n_name = f.i18n_name;
+                        }
+                        if department.member_count.is_none() {
+                            department.member_count = f.member_count;
+                        }
+                    }
+                }
+                Err(e) if e.is_transient() => return Err(e),
+                Err(e) => tracing::debug!(error = %e, "department lookup refused"),
+            }
+            *needs_fetch = false;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Applies the events in one transaction; returns the apps whose scope changed.
+async fn apply_all(inner: &Inner, items: &[Item]) -> Result<Vec<String>, sea_orm::DbErr> {
+    let txn = inner.db.begin().await?;
+    let mut seen: HashSet<&str> = HashSet::new();
+    let mut reconcile: Vec<String> = Vec::new();
+    for item in items {
+        let ev = &item.event;
+        if !seen.insert(ev.event_id.as_str()) {
+            continue;
+        }
+        let done = processed_event::Entity::find_by_id((CONSUMER.to_string(), ev.event_id.clone()))
+            .one(&txn)
+            .await?
+            .is_some();
+        if done {
+            metrics::counter!("directory_events_total", "outcome" => "duplicate").increment(1);
+            continue;
+        }
+        let mut a = Applier::new(
+            &txn,
+            &ev.app_id,
+            ev.version,
+            Cause::Event(ev.event_id.clone()),
+        );
+        match &ev.op {
+            Op::UpsertUser { user, places, .. } => a.upsert_user(user, places.clone()).await?,
+            Op::DeleteUser(open_id) => a.delete_user(open_id).await?,
+            Op::UpsertDepartment { department, .. } => a.upsert_department(department).await?,
+            Op::DeleteDepartment(id) => a.delete_department(id).await?,
+            Op::Scope(s) => {
+                for d in &s.added.departments {
+                    a.upsert_department(d).await?;
+                }
+                for u in &s.added.users {
+                    a.upsert_user(u, model::places(u)).await?;
+                }
+                for u in &s.removed.users {
+                    if let Some(id) = u.open_id.as_deref() {
+                        a.delete_user(id).await?;
+                    }
+                }
+                for d in &s.removed.departments {
+                    if let Some(id) = d.open_department_id.as_deref() {
+                        a.delete_department(id).await?;
+                    }
+                }
+                reconcile.push(ev.app_id.clone());
+            }
+            Op::Reconcile => reconcile.push(ev.app_id.clone()),
+            Op::Ignore => {}
+        }
+        processed_event::ActiveModel {
+            consumer: Set(CONSUMER.to_string()),
+            event_id: Set(ev.event_id.clone()),
+            processed_at: Set(Utc::now()),
+        }
+        .insert(&txn)
+        .await?;
+        tracing::debug!(event_id = %ev.event_id, event_type = %ev.event_type, "contact event applied");
+    }
+    txn.commit().await?;
+    reconcile.sort();
+    reconcile.dedup();
+    Ok(reconcile)
+}
+
+/// Directory commands (full sync from "install / initialise").
+pub async fn run_commands(inner: Arc<Inner>, stop: Shutdown) {
+    let Some(mut consumer) = subscribe(&inner, Q_DIRECTORY_COMMANDS, 1, &stop).await else {
+        return;
+    };
+    loop {
+        let d = tokio::select! {
+            d = consumer.next() => d,
+            _ = stop.wait() => return,
+        };
+        let Some(d) = d else { return };
+        let cmd = match DirectoryCommand::decode(d.body.as_ref()) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = d.dead_letter(&format!("not a DirectoryCommand: {e}")).await;
+                continue;
+            }
+        };
+        match cmd.command {
+            Some(directory_command::Command::FullSync(f)) => {
+                let opts = SyncOptions {
+                    trigger: if f.trigger.is_empty() {
+                        "command".into()
+                    } else {
+                        f.trigger
+                    },
+                    force: f.force,
+                    run_id: (!f.run_id.is_empty()).then_some(f.run_id),
+                };
+                match sync::run(&inner, &cmd.app_id, opts).await {
+                    Ok(run_id) => {
+                        tracing::info!(app_id = %cmd.app_id, run_id, "commanded sync finished")
+                    }
+                    Err(e) => {
+                        tracing::warn!(app_id = %cmd.app_id, error = %e, "commanded sync did not succeed")
+                    }
+                }
+                let _ = d.ack().await;
+            }
+            None => {
+                let _ = d.dead_letter("empty DirectoryCommand").await;
+            }
+        }
+    }
+}
