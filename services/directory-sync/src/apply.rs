@@ -2,7 +2,7 @@
 //! overwrites a newer state; deletions leave tombstones), merges, memberships, placeholders
 //! for departments not seen yet, and the org-change outbox rows, all committed together.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use bridge_contracts::v1::{org_change, Action, Entity, OrgChange};
 use bridge_feishu::api::contact::{Department as FDept, User as FUser};
@@ -43,6 +43,8 @@ pub struct Applier<'a> {
     pub users: Tally,
     pub departments: Tally,
     pub memberships: Tally,
+    /// Outbox rows held back to be written in one statement (bulk paths only).
+    buffer: Option<Vec<outbox::ActiveModel>>,
 }
 
 pub type DbResult<T> = Result<T, sea_orm::DbErr>;
@@ -57,6 +59,7 @@ impl<'a> Applier<'a> {
             users: Tally::default(),
             departments: Tally::default(),
             memberships: Tally::default(),
+            buffer: None,
         }
     }
 
@@ -102,9 +105,9 @@ impl<'a> Applier<'a> {
         Ok(())
     }
 
-    /// Writes one org-change message to the outbox.
+    /// Writes one org-change message to the outbox (or holds it for a bulk write).
     async fn emit(
-        &self,
+        &mut self,
         entity: Entity,
         action: Action,
         key: String,
@@ -127,7 +130,7 @@ impl<'a> Applier<'a> {
             sequence: 0,
             committed_at_ms: now.timestamp_millis(),
         };
-        outbox::ActiveModel {
+        let row = outbox::ActiveModel {
             app_id: Set(self.app_id.to_string()),
             entity_key: Set(format!("{noun}:{key}")),
             routing_key: Set(format!("{}.{noun}.{verb}", self.app_id)),
@@ -137,9 +140,177 @@ impl<'a> Applier<'a> {
             created_at: Set(now),
             published_at: Set(None),
             ..Default::default()
+        };
+        match self.buffer.as_mut() {
+            Some(b) => b.push(row),
+            None => {
+                row.insert(self.txn).await?;
+            }
         }
-        .insert(self.txn)
-        .await?;
+        Ok(())
+    }
+
+    /// Applies a page of users from the contact API in a few statements: the rows and their
+    /// memberships are read at once, new rows and outbox messages are written at once, and
+    /// unchanged rows only get the new version. `known` holds the departments that exist.
+    pub async fn sync_users(&mut self, users: &[FUser], known: &HashSet<String>) -> DbResult<()> {
+        let ids: Vec<String> = users.iter().filter_map(|u| u.open_id.clone()).collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut existing: HashMap<String, user::Model> = user::Entity::find()
+            .filter(user::Column::AppId.eq(self.app_id))
+            .filter(user::Column::OpenId.is_in(ids.clone()))
+            .lock_exclusive()
+            .all(self.txn)
+            .await?
+            .into_iter()
+            .map(|u| (u.open_id.clone(), u))
+            .collect();
+        let mut current: HashMap<String, Vec<membership::Model>> = HashMap::new();
+        for m in membership::Entity::find()
+            .filter(membership::Column::AppId.eq(self.app_id))
+            .filter(membership::Column::OpenId.is_in(ids))
+            .all(self.txn)
+            .await?
+        {
+            current.entry(m.open_id.clone()).or_default().push(m);
+        }
+        self.buffer = Some(Vec::new());
+        let mut new_users = Vec::new();
+        let mut new_memberships = Vec::new();
+        let mut untouched = Vec::new();
+        for u in users {
+            let Some(open_id) = u.open_id.clone() else {
+                continue;
+            };
+            let before = existing.remove(&open_id);
+            if before
+                .as_ref()
+                .is_some_and(|b| supersedes(b.version, b.deleted, self.version))
+            {
+                self.users.stale += 1;
+                continue;
+            }
+            let existed = before.is_some();
+            let was_live = before.as_ref().is_some_and(|b| !b.deleted);
+            let mut row = before.unwrap_or_else(|| model::empty_user(self.app_id, &open_id));
+            let mut changed: Vec<String> = model::merge_user(&mut row, u)
+                .into_iter()
+                .map(String::from)
+                .collect();
+            if row.deleted {
+                changed.push("deleted".into());
+            }
+            row.deleted = false;
+            row.version = self.version;
+            row.updated_at = Utc::now();
+            let have = current.remove(&open_id).unwrap_or_default();
+            let mut after_places = have.clone();
+            if let Some(places) = model::places(u) {
+                let unknown: Vec<String> = places
+                    .iter()
+                    .map(|p| p.department.clone())
+                    .filter(|d| d != "0" && !known.contains(d))
+                    .collect();
+                self.ensure_departments(unknown.iter()).await?;
+                let wanted: Vec<membership::Model> = places
+                    .iter()
+                    .map(|p| membership::Model {
+                        app_id: self.app_id.to_string(),
+                        open_id: open_id.clone(),
+                        open_department_id: p.department.clone(),
+                        user_order: p.user_order,
+                        department_order: p.department_order,
+                        is_primary: p.is_primary,
+                    })
+                    .collect();
+                let as_set = |v: &[membership::Model]| {
+                    let mut v = v.to_vec();
+                    v.sort_by(|a, b| a.open_department_id.cmp(&b.open_department_id));
+                    v
+                };
+                if as_set(&wanted) != as_set(&have) {
+                    let wanted_places = places.clone();
+                    if have.is_empty() {
+                        // The common case in a first sync: only inserts, written in bulk.
+                        for m in &wanted {
+                            let key = format!("{open_id}:{}", m.open_department_id);
+                            self.memberships.created += 1;
+                            self.emit(
+                                Entity::Membership,
+                                Action::Created,
+                                key,
+                                vec![],
+                                org_change::After::Membership(model::membership_pb(m)),
+                            )
+                            .await?;
+                            new_memberships.push(m.clone().into_active_model());
+                        }
+                    } else {
+                        self.set_memberships(&open_id, &have, &wanted_places)
+                            .await?;
+                    }
+                    changed.push("department_ids".into());
+                    after_places = wanted;
+                }
+            }
+            let pb_user = model::user_pb(&row, &after_places);
+            if !existed {
+                new_users.push(row.into_active_model().reset_all());
+            } else if changed.is_empty() {
+                untouched.push(open_id.clone());
+            } else {
+                row.into_active_model().reset_all().update(self.txn).await?;
+            }
+            if !was_live {
+                self.users.created += 1;
+                self.emit(
+                    Entity::User,
+                    Action::Created,
+                    open_id,
+                    vec![],
+                    org_change::After::User(pb_user),
+                )
+                .await?;
+            } else if !changed.is_empty() {
+                self.users.updated += 1;
+                self.emit(
+                    Entity::User,
+                    Action::Updated,
+                    open_id,
+                    changed,
+                    org_change::After::User(pb_user),
+                )
+                .await?;
+            } else {
+                self.users.unchanged += 1;
+            }
+        }
+        if !new_users.is_empty() {
+            user::Entity::insert_many(new_users).exec(self.txn).await?;
+        }
+        if !new_memberships.is_empty() {
+            membership::Entity::insert_many(new_memberships)
+                .exec(self.txn)
+                .await?;
+        }
+        if !untouched.is_empty() {
+            // Seen unchanged at this snapshot: a later-arriving older event must not apply.
+            user::Entity::update_many()
+                .col_expr(
+                    user::Column::Version,
+                    sea_orm::sea_query::Expr::value(self.version),
+                )
+                .filter(user::Column::AppId.eq(self.app_id))
+                .filter(user::Column::OpenId.is_in(untouched))
+                .filter(user::Column::Version.lt(self.version))
+                .exec(self.txn)
+                .await?;
+        }
+        if let Some(rows) = self.buffer.take().filter(|r| !r.is_empty()) {
+            outbox::Entity::insert_many(rows).exec(self.txn).await?;
+        }
         Ok(())
     }
 
@@ -169,7 +340,10 @@ impl<'a> Applier<'a> {
             return Ok(());
         };
         let before = self.load_user(&open_id).await?;
-        if before.as_ref().is_some_and(|b| b.version >= self.version) {
+        if before
+            .as_ref()
+            .is_some_and(|b| supersedes(b.version, b.deleted, self.version))
+        {
             self.users.stale += 1;
             return Ok(());
         }
@@ -313,7 +487,7 @@ impl<'a> Applier<'a> {
     /// cannot bring them back).
     pub async fn delete_user(&mut self, open_id: &str) -> DbResult<()> {
         let before = self.load_user(open_id).await?;
-        if before.as_ref().is_some_and(|b| b.version >= self.version) {
+        if before.as_ref().is_some_and(|b| b.version > self.version) {
             self.users.stale += 1;
             return Ok(());
         }
@@ -347,7 +521,10 @@ impl<'a> Applier<'a> {
             return Ok(());
         };
         let before = self.load_department(&id).await?;
-        if before.as_ref().is_some_and(|b| b.version >= self.version) {
+        if before
+            .as_ref()
+            .is_some_and(|b| supersedes(b.version, b.deleted, self.version))
+        {
             self.departments.stale += 1;
             return Ok(());
         }
@@ -399,7 +576,7 @@ impl<'a> Applier<'a> {
     /// Marks a department deleted (a tombstone) and removes the memberships in it.
     pub async fn delete_department(&mut self, id: &str) -> DbResult<()> {
         let before = self.load_department(id).await?;
-        if before.as_ref().is_some_and(|b| b.version >= self.version) {
+        if before.as_ref().is_some_and(|b| b.version > self.version) {
             self.departments.stale += 1;
             return Ok(());
         }
@@ -451,6 +628,15 @@ impl<'a> Applier<'a> {
         }
         Ok(())
     }
+}
+
+/// Whether a stored row (its version, and whether it is a tombstone) wins over a change at
+/// `version`. Newer rows win. Feishu stamps separate events for one change (the mobile and the
+/// email edits, say) with the same create_time, so a tie applies: those events touch different
+/// fields and merge. Only a tombstone wins a tie, so a deletion is never undone by an update of
+/// the same instant.
+fn supersedes(stored: i64, deleted: bool, version: i64) -> bool {
+    stored > version || (deleted && stored == version)
 }
 
 pub fn entity_word(e: Entity) -> &'static str {

@@ -20,7 +20,6 @@ use serde::Serialize;
 
 use crate::apply::{Applier, Cause, Tally};
 use crate::lock;
-use crate::model;
 use crate::Inner;
 
 #[derive(Debug, Clone, Default)]
@@ -255,12 +254,11 @@ async fn apply_users(
     version: i64,
     users: &[FUser],
     counts: &Mutex<Counts>,
+    known: &HashSet<String>,
 ) -> Result<(), SyncError> {
     let txn = inner.db.begin().await?;
     let mut a = Applier::new(&txn, app_id, version, Cause::Sync(run_id.to_string()));
-    for u in users {
-        a.upsert_user(u, model::places(u)).await?;
-    }
+    a.sync_users(users, known).await?;
     let (ut, mt) = (a.users, a.memberships);
     txn.commit().await?;
     if let Ok(mut c) = counts.lock() {
@@ -347,6 +345,7 @@ async fn walk_and_apply(
         lists.push("0".into());
     }
     let seen: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let known: HashSet<String> = depts.keys().cloned().collect();
     let ctx = WalkCtx {
         inner,
         creds,
@@ -354,6 +353,7 @@ async fn walk_and_apply(
         version,
         counts,
         seen: &seen,
+        known: &known,
     };
     futures_util::stream::iter(lists)
         .map(|dept| department_users(&ctx, dept))
@@ -374,7 +374,7 @@ async fn walk_and_apply(
                 }
             }
         }
-        apply_users(inner, app_id, run_id, version, &users, counts).await?;
+        apply_users(inner, app_id, run_id, version, &users, counts, &known).await?;
     }
     let seen: HashSet<String> = seen.lock().map(|s| s.clone()).unwrap_or_default();
     if let Ok(mut c) = counts.lock() {
@@ -461,6 +461,7 @@ struct WalkCtx<'a> {
     version: i64,
     counts: &'a Mutex<Counts>,
     seen: &'a Mutex<HashSet<String>>,
+    known: &'a HashSet<String>,
 }
 
 /// Lists one department's direct members page by page and applies the users not seen yet.
@@ -490,6 +491,7 @@ async fn department_users(ctx: &WalkCtx<'_>, dept: String) -> Result<(), SyncErr
                 ctx.version,
                 &fresh,
                 ctx.counts,
+                ctx.known,
             )
             .await?;
         }

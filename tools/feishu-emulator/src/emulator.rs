@@ -181,6 +181,44 @@ impl Emulator {
             .and_then(|t| t.apps.first().cloned())
     }
 
+    /// A canonical dump of the derived tables (members, counts, visible sets, lookups), to
+    /// check that incremental index updates equal a rebuild.
+    #[doc(hidden)]
+    pub fn index_fingerprint(&self) -> String {
+        use std::collections::BTreeMap;
+        let w = self.read();
+        let mut out = String::new();
+        for ix in &w.index {
+            fn sorted(m: &std::collections::HashMap<String, String>) -> BTreeMap<&String, &String> {
+                m.iter().collect()
+            }
+            let members: BTreeMap<_, _> =
+                ix.members.iter().filter(|(_, v)| !v.is_empty()).collect();
+            let counts: BTreeMap<_, _> = ix.counts.iter().collect();
+            let opens: BTreeMap<_, _> = ix.user_by_open.iter().collect();
+            let vis = |m: &std::collections::HashMap<String, crate::index::Visible>| {
+                m.iter()
+                    .map(|(k, v)| {
+                        let mut u: Vec<_> = v.users.iter().collect();
+                        u.sort();
+                        let mut d: Vec<_> = v.departments.iter().collect();
+                        d.sort();
+                        (k.clone(), format!("{} {u:?} {d:?}", v.all))
+                    })
+                    .collect::<BTreeMap<_, _>>()
+            };
+            out.push_str(&format!(
+                "{members:?}\n{counts:?}\n{opens:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n",
+                sorted(&ix.user_by_union),
+                sorted(&ix.user_by_email),
+                sorted(&ix.user_by_mobile),
+                vis(&ix.scope),
+                vis(&ix.availability)
+            ));
+        }
+        out
+    }
+
     /// The open_id that `app_id` sees for a tenant `user_id`.
     pub fn open_id(&self, app_id: &str, user_id: &str) -> String {
         crate::ids::open_id(app_id, user_id)

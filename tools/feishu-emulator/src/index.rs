@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::ids;
-use crate::state::{ContactScope, Tenant};
+use crate::state::{ContactScope, Tenant, User};
 
 /// What one app may see of the organisation.
 #[derive(Debug, Default, Clone)]
@@ -114,31 +114,160 @@ impl TenantIndex {
 
     fn build_counts(&mut self, t: &Tenant) {
         // Distinct active users in each subtree; primary = whose first department is there.
-        let mut direct: HashMap<&str, u64> = HashMap::new();
-        let mut primary: HashMap<&str, u64> = HashMap::new();
+        // Departments become integer slots so the ancestor walks avoid string lookups.
+        let pos: HashMap<&str, usize> = t
+            .departments
+            .keys()
+            .enumerate()
+            .map(|(i, k)| (k.as_str(), i))
+            .collect();
+        let parent: Vec<Option<usize>> = t
+            .departments
+            .values()
+            .map(|d| pos.get(d.parent.as_str()).copied())
+            .collect();
+        let n = parent.len();
+        let mut count = vec![0u64; n];
+        let mut primary = vec![0u64; n];
+        let mut seen: Vec<usize> = Vec::new();
         for u in t.users.values().filter(|u| !u.status.is_resigned) {
-            let mut seen: HashSet<&str> = HashSet::new();
+            seen.clear();
             for m in &u.departments {
-                let mut cur = m.department.as_str();
-                while cur != "0" && seen.insert(cur) {
-                    *direct.entry(cur).or_default() += 1;
-                    cur = t.departments.get(cur).map_or("0", |d| d.parent.as_str());
+                let mut cur = pos.get(m.department.as_str()).copied();
+                while let Some(c) = cur {
+                    if seen.contains(&c) {
+                        break;
+                    }
+                    seen.push(c);
+                    cur = parent[c];
                 }
             }
-            if let Some(m) = u.departments.first() {
-                let mut cur = m.department.as_str();
-                let mut guard = 0;
-                while cur != "0" && guard < 10_000 {
-                    *primary.entry(cur).or_default() += 1;
-                    cur = t.departments.get(cur).map_or("0", |d| d.parent.as_str());
-                    guard += 1;
+            for &c in &seen {
+                count[c] += 1;
+            }
+            let mut cur = u
+                .departments
+                .first()
+                .and_then(|m| pos.get(m.department.as_str()).copied());
+            let mut steps = 0;
+            while let Some(c) = cur {
+                if steps > n {
+                    break;
+                }
+                primary[c] += 1;
+                cur = parent[c];
+                steps += 1;
+            }
+        }
+        for (i, id) in t.departments.keys().enumerate() {
+            self.counts.insert(id.clone(), (count[i], primary[i]));
+        }
+    }
+
+    /// Updates the tables for one user's change without a rebuild (department visibility
+    /// cannot change through a user mutation).
+    pub fn user_changed(&mut self, t: &Tenant, before: Option<&User>, after: Option<&User>) {
+        let uid = before
+            .or(after)
+            .map(|u| u.user_id.clone())
+            .unwrap_or_default();
+        if let Some(b) = before {
+            self.unlink(t, b, -1);
+        }
+        if let Some(a) = after {
+            self.unlink(t, a, 1);
+        } else {
+            for app in &t.apps {
+                self.user_by_open.remove(&ids::open_id(&app.app_id, &uid));
+            }
+            self.user_by_union.remove(&t.union_id(&uid));
+        }
+        for app in &t.apps {
+            for (scope, vis) in [
+                (&app.contact_scope, self.scope.get_mut(&app.app_id)),
+                (&app.availability, self.availability.get_mut(&app.app_id)),
+            ] {
+                let Some(vis) = vis else { continue };
+                if vis.all {
+                    continue;
+                }
+                vis.users.remove(&uid);
+                let member = after.is_some_and(|u| {
+                    !u.status.is_resigned
+                        && u.departments
+                            .iter()
+                            .any(|m| vis.departments.contains(&m.department))
+                });
+                if member || scope.user_ids.contains(&uid) {
+                    vis.users.insert(uid.clone());
                 }
             }
         }
-        for id in t.departments.keys() {
-            let c = direct.get(id.as_str()).copied().unwrap_or(0);
-            let p = primary.get(id.as_str()).copied().unwrap_or(0);
-            self.counts.insert(id.clone(), (c, p));
+        crate::emulator::lock(&self.rendered).retain(|k, _| k.3 != uid);
+    }
+
+    /// Removes (`sign` -1) or adds (+1) a user's entries in the lookup, member and count tables.
+    fn unlink(&mut self, t: &Tenant, u: &User, sign: i64) {
+        let add = sign > 0;
+        let uid = &u.user_id;
+        if add {
+            for app in &t.apps {
+                self.user_by_open.insert(
+                    ids::open_id(&app.app_id, uid),
+                    (app.app_id.clone(), uid.clone()),
+                );
+            }
+            self.user_by_union.insert(t.union_id(uid), uid.clone());
+        }
+        for (map, key) in [
+            (&mut self.user_by_email, &u.email),
+            (&mut self.user_by_mobile, &u.mobile),
+        ] {
+            if key.is_empty() {
+                continue;
+            }
+            if add {
+                map.insert(key.clone(), uid.clone());
+            } else if map.get(key) == Some(uid) {
+                map.remove(key);
+            }
+        }
+        if u.status.is_resigned {
+            return;
+        }
+        let mut seen: Vec<&str> = Vec::new();
+        for m in &u.departments {
+            let list = self.members.entry(m.department.clone()).or_default();
+            list.retain(|x| x != uid);
+            if add {
+                list.push(uid.clone());
+                let order = |id: &String| {
+                    t.users
+                        .get(id)
+                        .and_then(|x| x.departments.iter().find(|n| n.department == m.department))
+                        .map_or(0, |n| n.user_order)
+                };
+                list.sort_by(|a, b| (order(a), a).cmp(&(order(b), b)));
+            }
+            let mut cur = m.department.as_str();
+            while cur != "0" && !seen.contains(&cur) {
+                seen.push(cur);
+                cur = t.departments.get(cur).map_or("0", |d| d.parent.as_str());
+            }
+        }
+        for d in seen {
+            if let Some(c) = self.counts.get_mut(d) {
+                c.0 = c.0.saturating_add_signed(sign);
+            }
+        }
+        let mut cur = u.departments.first().map_or("0", |m| m.department.as_str());
+        let mut steps = 0;
+        while cur != "0" && steps <= t.departments.len() {
+            if let Some(c) = self.counts.get_mut(cur) {
+                c.1 = c.1.saturating_add_signed(sign);
+            }
+            cur = t.departments.get(cur).map_or("0", |d| d.parent.as_str());
+            steps += 1;
         }
     }
 

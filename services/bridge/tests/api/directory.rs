@@ -897,3 +897,21 @@ fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+#[tokio::test]
+async fn full_sync_of_twenty_thousand_users_equals_the_emulator() {
+    let w = World::new(WorldOptions {
+        users: 20_000,
+        departments: 1_000,
+        events: false,
+        emulator_rate_scale: 20.0,
+        client_rate_scale: 20.0,
+        ..Default::default()
+    })
+    .await;
+    let started = std::time::Instant::now();
+    w.sync().await.unwrap();
+    eprintln!("full sync of 20,000 users took {:?}", started.elapsed());
+    w.wait_equal(Duration::from_secs(1)).await;
+    w.bridge.stop().await;
+}

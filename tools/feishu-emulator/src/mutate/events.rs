@@ -48,18 +48,35 @@ fn split_contact_changes(mut changed: Map<String, Value>) -> Vec<Map<String, Val
     parts
 }
 
+/// Whether each app saw the user before a change (for [`user_events`]).
+pub(crate) fn seen_by_apps(t: &Tenant, ix: &TenantIndex, u: Option<&User>) -> Vec<bool> {
+    t.apps
+        .iter()
+        .map(|a| {
+            u.is_some_and(|u| {
+                !u.status.is_resigned && ix.scope.get(&a.app_id).is_some_and(|v| v.user(&u.user_id))
+            })
+        })
+        .collect()
+}
+
+/// User events per app. A user mutation cannot change department visibility, so the same
+/// index renders both sides; `seen_before` (per app, in order) says who saw the user before.
 pub(crate) fn user_events(
     t: &Tenant,
-    old: &TenantIndex,
-    new: &TenantIndex,
+    ix: &TenantIndex,
     before: Option<&User>,
     after: Option<&User>,
+    seen_before: &[bool],
 ) -> Events {
     let mut out = Events::new();
-    for app in t.apps.iter().filter(|a| a.event_request_url.is_some()) {
-        let vb = View::new(t, old, &app.app_id);
-        let va = View::new(t, new, &app.app_id);
-        let seen_before = before.filter(|u| !u.status.is_resigned && vb.scope.user(&u.user_id));
+    for (i, app) in t.apps.iter().enumerate() {
+        if app.event_request_url.is_none() {
+            continue;
+        }
+        let vb = View::new(t, ix, &app.app_id);
+        let va = View::new(t, ix, &app.app_id);
+        let seen_before = before.filter(|_| seen_before.get(i).copied().unwrap_or(false));
         let seen_after = after.filter(|u| !u.status.is_resigned && va.scope.user(&u.user_id));
         match (seen_before, seen_after) {
             (Some(b), Some(a)) => {
@@ -199,10 +216,14 @@ pub(crate) fn finish_user(
     ti: usize,
     before: Option<&User>,
     after: Option<&User>,
+    seen_before: &[bool],
 ) -> Events {
-    let old = w.reindex(ti);
-    let t = &w.state.tenants[ti];
-    user_events(t, &old, &w.index[ti], before, after)
+    let World { state, index } = w;
+    let (Some(t), Some(ix)) = (state.tenants.get(ti), index.get_mut(ti)) else {
+        return Events::new();
+    };
+    ix.user_changed(t, before, after);
+    user_events(t, ix, before, after, seen_before)
 }
 
 /// `added`/`removed` of contact.scope.updated_v3: departments and users whose visibility

@@ -1,6 +1,6 @@
 //! User mutations: create, update, move, freeze, resign, delete.
 
-use super::events::finish_user;
+use super::events::{finish_user, seen_by_apps};
 use super::{apply_patch, NewUser, UserPatch};
 use crate::emulator::Emulator;
 use crate::error::EmulatorError;
@@ -28,6 +28,11 @@ impl Emulator {
             .get(ti)
             .ok_or_else(|| EmulatorError::NotFound("tenant".into()))?;
         let before = t.users.get(user_id).cloned();
+        let seen_before = w
+            .index
+            .get(ti)
+            .map(|ix| seen_by_apps(t, ix, before.as_ref()))
+            .unwrap_or_default();
         let after = f(t, before.clone())?;
         let t = &mut w.state.tenants[ti];
         match &after {
@@ -38,7 +43,7 @@ impl Emulator {
                 t.users.remove(user_id);
             }
         }
-        let events = finish_user(&mut w, ti, before.as_ref(), after.as_ref());
+        let events = finish_user(&mut w, ti, before.as_ref(), after.as_ref(), &seen_before);
         drop(w);
         self.dispatch(events);
         Ok(after)

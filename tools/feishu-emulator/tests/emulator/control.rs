@@ -185,3 +185,72 @@ fn state_round_trips_through_a_file() {
         again.export(demo::APP_ID).unwrap()
     );
 }
+
+#[test]
+fn incremental_index_updates_equal_a_rebuild() {
+    use feishu_emulator::{NewUser, UserPatch};
+    let emu = Emulator::generate(feishu_emulator::GenerateSpec {
+        users: 300,
+        departments: 25,
+        seed: 21,
+    });
+    let s = emu.snapshot();
+    let t = &s.tenants[0];
+    let tops: Vec<String> = t
+        .departments
+        .values()
+        .filter(|d| d.parent == "0")
+        .map(|d| d.open_department_id.clone())
+        .collect();
+    let any: Vec<String> = t.departments.keys().cloned().collect();
+    emu.set_contact_scope(
+        demo::APP_ID,
+        ContactScope {
+            all: false,
+            department_ids: vec![tops[0].clone()],
+            user_ids: vec!["u0000003".into()],
+        },
+    )
+    .unwrap();
+    emu.set_availability(
+        demo::APP_ID,
+        ContactScope {
+            all: false,
+            department_ids: vec![tops[1].clone()],
+            user_ids: vec![],
+        },
+    )
+    .unwrap();
+    emu.create_user(NewUser {
+        user_id: Some("n1".into()),
+        fields: UserPatch {
+            name: Some("N".into()),
+            email: Some("n1@x".into()),
+            department_ids: Some(vec![any[3].clone(), tops[0].clone()]),
+            ..UserPatch::default()
+        },
+    })
+    .unwrap();
+    emu.move_user("u0000010", vec![tops[0].clone(), any[7].clone()])
+        .unwrap();
+    emu.move_user("u0000003", vec![any[9].clone()]).unwrap();
+    emu.update_user(
+        "u0000011",
+        UserPatch {
+            email: Some("changed@x".into()),
+            mobile: Some("+1".into()),
+            ..UserPatch::default()
+        },
+    )
+    .unwrap();
+    emu.freeze_user("u0000012", true).unwrap();
+    emu.resign_user("u0000013").unwrap();
+    emu.delete_user("u0000014").unwrap();
+    emu.delete_user("n1").unwrap();
+    let rebuilt = Emulator::new(emu.snapshot());
+    assert_eq!(emu.index_fingerprint(), rebuilt.index_fingerprint());
+    assert_eq!(
+        emu.export(demo::APP_ID).unwrap(),
+        rebuilt.export(demo::APP_ID).unwrap()
+    );
+}
