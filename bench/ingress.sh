@@ -54,6 +54,9 @@ for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null && b
 curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null || { cat "$OUT/bridge.log"; exit 1; }
 
 peak_rss() { awk '/VmHWM/ {print int($2/1024)}' "/proc/$1/status"; }
+# CPU seconds used so far by a process (utime + stime).
+cpu_secs() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"; }
+BEAM=$(pgrep -f beam.smp | head -1)
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {print int($2/1048576)}' /proc/meminfo) GiB; $(date -u +%Y-%m-%dT%H:%MZ)"
 echo "events: $EVENTS per run, concurrency $CONC"
@@ -63,11 +66,15 @@ echo "events: $EVENTS per run, concurrency $CONC"
   --encrypt-key "$EK" --token "$VT" --events 5000 --concurrency "$CONC" --label warmup >/dev/null
 "$LOAD" purge --amqp "$AMQP" --queue directory-sync.contact-events
 
+B0=$(cpu_secs "$BEAM")
 CEIL=$("$LOAD" ceiling --amqp "$AMQP" --app-id "$APP_ID" --messages "$EVENTS" --concurrency "$CONC")
+B1=$(cpu_secs "$BEAM"); I0=$(cpu_secs "$BRIDGE_PID")
 "$LOAD" purge --amqp "$AMQP" --queue directory-sync.contact-events
 ING=$("$LOAD" webhook --url "http://127.0.0.1:$PORT/feishu/$APP_ID/events" --app-id "$APP_ID" \
   --encrypt-key "$EK" --token "$VT" --events "$EVENTS" --concurrency "$CONC" --label ingress)
 RSS=$(peak_rss "$BRIDGE_PID")
+B2=$(cpu_secs "$BEAM"); I1=$(cpu_secs "$BRIDGE_PID")
+python3 -c "print(f'cpu seconds for $EVENTS messages: rabbitmq during the ceiling run {$B1 - $B0:.2f}, rabbitmq during the ingress run {$B2 - $B1:.2f}, the ingress process {$I1 - $I0:.2f}')"
 "$LOAD" purge --amqp "$AMQP" --queue directory-sync.contact-events
 PEAK=$(echo "$ING" | python3 -c 'import json,sys; print(json.load(sys.stdin)["per_second"])')
 HALF=$(python3 -c "print(int($PEAK/2))")

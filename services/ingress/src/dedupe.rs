@@ -1,16 +1,32 @@
 //! Feishu re-sends events it already delivered. An event id published recently is answered
 //! 200 without publishing again; concurrent copies of one event wait for the first publish.
 //! Per instance and bounded: consumers dedupe authoritatively.
+//!
+//! Keys are 128-bit SHA-256 prefixes of `app_id/event_id` (16 bytes each, collisions out of
+//! reach), kept in two generations that rotate every half TTL: an id is remembered for at
+//! least half and at most all of the TTL, and memory stays bounded by `capacity`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
+type Key = [u8; 16];
+
+struct Generations {
+    current: HashSet<Key>,
+    previous: HashSet<Key>,
+    rotated: Instant,
+    inflight: HashMap<Key, watch::Receiver<Option<bool>>>,
+}
+
 pub struct Dedupe {
-    done: moka::sync::Cache<String, ()>,
-    inflight: Mutex<HashMap<String, watch::Receiver<Option<bool>>>>,
+    inner: Mutex<Generations>,
+    half_ttl: Duration,
+    /// Entries per generation before it rotates early.
+    per_generation: usize,
 }
 
 /// What the caller should do with an event.
@@ -24,47 +40,70 @@ pub enum Claim {
 }
 
 pub struct Guard {
-    key: String,
+    key: Key,
     tx: watch::Sender<Option<bool>>,
+}
+
+fn key(app_id: &str, event_id: &str) -> Key {
+    let mut h = Sha256::new();
+    h.update(app_id.as_bytes());
+    h.update(b"/");
+    h.update(event_id.as_bytes());
+    let d = h.finalize();
+    let mut k = [0u8; 16];
+    k.copy_from_slice(&d[..16]);
+    k
 }
 
 impl Dedupe {
     pub fn new(capacity: u64, ttl: Duration) -> Self {
         Self {
-            done: moka::sync::Cache::builder()
-                .max_capacity(capacity)
-                .time_to_live(ttl)
-                .build(),
-            inflight: Mutex::new(HashMap::new()),
+            inner: Mutex::new(Generations {
+                current: HashSet::new(),
+                previous: HashSet::new(),
+                rotated: Instant::now(),
+                inflight: HashMap::new(),
+            }),
+            half_ttl: ttl / 2,
+            per_generation: (capacity / 2).max(1) as usize,
         }
     }
 
-    pub fn claim(&self, key: String) -> Claim {
-        if self.done.contains_key(&key) {
+    fn rotate_if_due(&self, g: &mut Generations) {
+        if g.rotated.elapsed() >= self.half_ttl || g.current.len() >= self.per_generation {
+            g.previous = std::mem::take(&mut g.current);
+            g.rotated = Instant::now();
+        }
+    }
+
+    pub fn claim(&self, app_id: &str, event_id: &str) -> Claim {
+        let k = key(app_id, event_id);
+        let mut g = match self.inner.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        self.rotate_if_due(&mut g);
+        if g.current.contains(&k) || g.previous.contains(&k) {
             return Claim::Published;
         }
-        let Ok(mut inflight) = self.inflight.lock() else {
-            let (tx, _) = watch::channel(None);
-            return Claim::Publish(Guard { key, tx });
-        };
-        if let Some(rx) = inflight.get(&key) {
+        if let Some(rx) = g.inflight.get(&k) {
             return Claim::Wait(rx.clone());
         }
-        // Re-check under the lock: the first publisher may have finished in between.
-        if self.done.contains_key(&key) {
-            return Claim::Published;
-        }
         let (tx, rx) = watch::channel(None);
-        inflight.insert(key.clone(), rx);
-        Claim::Publish(Guard { key, tx })
+        g.inflight.insert(k, rx);
+        Claim::Publish(Guard { key: k, tx })
     }
 
     pub fn finish(&self, guard: Guard, published: bool) {
-        if published {
-            self.done.insert(guard.key.clone(), ());
-        }
-        if let Ok(mut inflight) = self.inflight.lock() {
-            inflight.remove(&guard.key);
+        {
+            let mut g = match self.inner.lock() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            g.inflight.remove(&guard.key);
+            if published {
+                g.current.insert(guard.key);
+            }
         }
         guard.tx.send_replace(Some(published));
     }
@@ -77,24 +116,52 @@ mod tests {
     #[test]
     fn second_claim_waits_then_sees_published() {
         let d = Dedupe::new(100, Duration::from_secs(60));
-        let Claim::Publish(g) = d.claim("a".into()) else {
+        let Claim::Publish(g) = d.claim("a", "e1") else {
             panic!("first claim publishes")
         };
-        let Claim::Wait(rx) = d.claim("a".into()) else {
+        let Claim::Wait(rx) = d.claim("a", "e1") else {
             panic!("second waits")
         };
         d.finish(g, true);
         assert_eq!(*rx.borrow(), Some(true));
-        assert!(matches!(d.claim("a".into()), Claim::Published));
+        assert!(matches!(d.claim("a", "e1"), Claim::Published));
+        assert!(
+            matches!(d.claim("b", "e1"), Claim::Publish(_)),
+            "another app's id is another event"
+        );
     }
 
     #[test]
     fn failed_publish_can_be_retried() {
         let d = Dedupe::new(100, Duration::from_secs(60));
-        let Claim::Publish(g) = d.claim("a".into()) else {
+        let Claim::Publish(g) = d.claim("a", "e1") else {
             panic!()
         };
         d.finish(g, false);
-        assert!(matches!(d.claim("a".into()), Claim::Publish(_)));
+        assert!(matches!(d.claim("a", "e1"), Claim::Publish(_)));
+    }
+
+    #[test]
+    fn bounded_by_capacity_but_remembers_the_previous_generation() {
+        let d = Dedupe::new(10, Duration::from_secs(3600));
+        for i in 0..5 {
+            let Claim::Publish(g) = d.claim("a", &i.to_string()) else {
+                panic!()
+            };
+            d.finish(g, true);
+        }
+        // Generation full: the next claim rotates, the first five are still remembered.
+        assert!(matches!(d.claim("a", "0"), Claim::Published));
+        for i in 5..10 {
+            let Claim::Publish(g) = d.claim("a", &i.to_string()) else {
+                panic!()
+            };
+            d.finish(g, true);
+        }
+        let Claim::Publish(_) = d.claim("a", "zz") else {
+            panic!()
+        };
+        // Two rotations later the oldest are forgotten.
+        assert!(matches!(d.claim("a", "0"), Claim::Publish(_)));
     }
 }

@@ -1,8 +1,6 @@
 //! The request path: read (bounded), find the app, verify, decrypt, answer challenges, publish
 //! with confirm, answer.
 
-use std::time::Instant;
-
 use actix_web::{web, HttpRequest, HttpResponse};
 use bridge_bus::Bus;
 use bridge_feishu::crypto::secret_eq;
@@ -42,22 +40,28 @@ impl Kind {
     }
 }
 
-pub async fn events(
+/// Routes `/feishu/{app_id}/events` and `/feishu/{app_id}/callbacks` by splitting the path.
+pub async fn dispatch(
     state: web::Data<State>,
-    app_id: web::Path<String>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    handle(state, app_id.into_inner(), req, payload, Kind::Event).await
-}
-
-pub async fn callbacks(
-    state: web::Data<State>,
-    app_id: web::Path<String>,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    handle(state, app_id.into_inner(), req, payload, Kind::Callback).await
+    let mut parts = req.path().trim_start_matches('/').split('/');
+    let (Some("feishu"), Some(app_id), Some(last), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bridge_runtime::error::not_found().await);
+    };
+    let kind = match last {
+        "events" => Kind::Event,
+        "callbacks" => Kind::Callback,
+        _ => return Err(bridge_runtime::error::not_found().await),
+    };
+    if req.method() != actix_web::http::Method::POST {
+        return Err(bridge_runtime::error::method_not_allowed().await);
+    }
+    let app_id = app_id.to_string();
+    handle(state, app_id, req, payload, kind).await
 }
 
 async fn handle(
@@ -67,10 +71,13 @@ async fn handle(
     payload: web::Payload,
     kind: Kind,
 ) -> Result<HttpResponse, ApiError> {
-    let started = Instant::now();
-    let span = tracing::info_span!("feishu_webhook", app_id = %app_id, kind = kind.as_str());
-    let result =
-        tracing::Instrument::instrument(process(&state, &app_id, &req, payload, kind), span).await;
+    // A span only when traces are exported: otherwise nobody sees it, and it costs.
+    let result = if bridge_runtime::telemetry::exporting() {
+        let span = tracing::info_span!("feishu_webhook", app_id = %app_id, kind = kind.as_str());
+        tracing::Instrument::instrument(process(&state, &app_id, &req, payload, kind), span).await
+    } else {
+        process(&state, &app_id, &req, payload, kind).await
+    };
     let outcome = match &result {
         Ok(Answer::Challenge(_)) => "challenge",
         Ok(Answer::Published) => "published",
@@ -79,14 +86,14 @@ async fn handle(
     };
     metrics::counter!("ingress_requests_total", "kind" => kind.as_str(), "outcome" => outcome)
         .increment(1);
-    metrics::histogram!("ingress_request_duration_seconds", "kind" => kind.as_str())
-        .record(started.elapsed().as_secs_f64());
     match result {
         Ok(Answer::Challenge(c)) => Ok(HttpResponse::Ok().json(json!({ "challenge": c }))),
-        Ok(Answer::Published | Answer::Duplicate) => Ok(match kind {
-            Kind::Event => HttpResponse::Ok().json(json!({"code": 0, "msg": "success"})),
-            Kind::Callback => HttpResponse::Ok().json(json!({})),
-        }),
+        Ok(Answer::Published | Answer::Duplicate) => Ok(HttpResponse::Ok()
+            .content_type("application/json")
+            .body(match kind {
+                Kind::Event => r#"{"code":0,"msg":"success"}"#,
+                Kind::Callback => "{}",
+            })),
         Err(e) => {
             match &e {
                 IngressError::Unavailable(cause) => {
@@ -221,8 +228,7 @@ async fn publish_once(
     plaintext: Vec<u8>,
     kind: Kind,
 ) -> Result<Answer, IngressError> {
-    let key = format!("{app_id}/{}", env.event_id);
-    let guard = match state.dedupe.claim(key) {
+    let guard = match state.dedupe.claim(app_id, &env.event_id) {
         Claim::Published => {
             tracing::debug!(app_id, event_id = %env.event_id, "duplicate answered without publishing");
             return Ok(Answer::Duplicate);

@@ -12,6 +12,61 @@ use tokio::task::JoinHandle;
 use crate::health::{self, Readiness};
 use crate::settings::HttpSettings;
 
+/// The first path segment for the request metrics (bounded cardinality).
+fn area(path: &str) -> &'static str {
+    match path
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or_default()
+    {
+        "feishu" => "feishu",
+        "api" => "api",
+        "auth" => "auth",
+        "console" => "console",
+        "healthz" | "readyz" | "metrics" => "ops",
+        ".well-known" => "well-known",
+        _ => "other",
+    }
+}
+
+fn method_label(m: &actix_web::http::Method) -> &'static str {
+    match m.as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        _ => "other",
+    }
+}
+
+/// Status codes as static labels (no allocation per request).
+fn status_label(s: u16) -> &'static str {
+    match s {
+        200 => "200",
+        201 => "201",
+        202 => "202",
+        204 => "204",
+        302 => "302",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        409 => "409",
+        413 => "413",
+        429 => "429",
+        500 => "500",
+        502 => "502",
+        503 => "503",
+        s if s < 300 => "2xx",
+        s if s < 400 => "3xx",
+        s if s < 500 => "4xx",
+        _ => "5xx",
+    }
+}
+
 /// Something that mounts routes on the app (a service's `configure`).
 pub type Mount = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
 
@@ -57,10 +112,10 @@ impl HttpServer {
             let mut app = App::new()
                 .wrap_fn(|req, srv| {
                     let started = Instant::now();
-                    let route = req
-                        .match_pattern()
-                        .unwrap_or_else(|| "unmatched".to_string());
-                    let method = req.method().to_string();
+                    // Labelled by the path's first segment (the service's prefix): resolving
+                    // the full route pattern again would run the router's regexes twice.
+                    let route = area(req.path());
+                    let method = method_label(req.method());
                     let fut = srv.call(req);
                     async move {
                         let res = fut.await;
@@ -69,9 +124,9 @@ impl HttpServer {
                             Err(e) => e.as_response_error().status_code().as_u16(),
                         };
                         let labels = [
-                            ("route", route),
+                            ("area", route),
                             ("method", method),
-                            ("status", status.to_string()),
+                            ("status", status_label(status)),
                         ];
                         metrics::counter!("http_requests_total", &labels).increment(1);
                         metrics::histogram!("http_request_duration_seconds", &labels[..2])

@@ -16,6 +16,12 @@ use tracing_subscriber::EnvFilter;
 use crate::settings::{LogFormat, TelemetrySettings};
 
 static PROMETHEUS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+static EXPORTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether traces are exported (hot paths skip spans nobody will see otherwise).
+pub fn exporting() -> bool {
+    EXPORTING.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 /// Installs the process-wide Prometheus recorder once and returns its handle.
 pub fn metrics_handle() -> Option<&'static PrometheusHandle> {
@@ -98,6 +104,7 @@ pub fn init(settings: &TelemetrySettings, service_name: &str) -> anyhow::Result<
             opentelemetry_sdk::propagation::TraceContextPropagator::new(),
         );
         if exporting {
+            EXPORTING.store(true, std::sync::atomic::Ordering::Relaxed);
             opentelemetry::global::set_tracer_provider(provider.clone());
         }
     }

@@ -12,6 +12,7 @@ use bridge_feishu::EventCipher;
 use clap::{Args, Parser, Subcommand};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueuePurgeOptions};
 use lapin::publisher_confirm::Confirmation;
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::BasicProperties;
 use prost::Message as _;
 
@@ -38,6 +39,32 @@ enum Cmd {
         concurrency: usize,
         #[arg(long, default_value_t = 4)]
         channels: usize,
+    },
+    /// Publishes contact events straight to `feishu.events` (as the ingress would) and measures
+    /// how fast directory-sync applies them, by watching its processed-event table.
+    ContactEvents {
+        #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+        amqp: String,
+        /// The bridge's database.
+        #[arg(long)]
+        db: String,
+        #[arg(long)]
+        app_id: String,
+        #[arg(long, default_value_t = 20_000)]
+        events: usize,
+        /// Department every generated user joins (an existing one avoids placeholders).
+        #[arg(long, default_value = "0")]
+        department: String,
+    },
+    /// The raw rate of single-row upsert transactions on the same database, at a given
+    /// number of connections (the baseline for contact events).
+    PgUpsert {
+        #[arg(long)]
+        db: String,
+        #[arg(long, default_value_t = 2)]
+        connections: usize,
+        #[arg(long, default_value_t = 20_000)]
+        transactions: usize,
     },
     /// Empties a queue (after a run).
     Purge {
@@ -110,6 +137,7 @@ fn event_json(app_id: &str, token: &str, i: usize) -> String {
     .to_string()
 }
 
+mod directory;
 mod http1;
 
 struct Prepared {
@@ -127,7 +155,13 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[idx]
 }
 
-fn report(label: &str, n: usize, errors: usize, elapsed: Duration, mut lat: Vec<Duration>) {
+pub(crate) fn report(
+    label: &str,
+    n: usize,
+    errors: usize,
+    elapsed: Duration,
+    mut lat: Vec<Duration>,
+) {
     lat.sort();
     let rate = n as f64 / elapsed.as_secs_f64();
     // One line of JSON, parsed by bench/ingress.sh.
@@ -252,7 +286,7 @@ async fn webhook(a: WebhookArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn connect(amqp: &str) -> anyhow::Result<lapin::Connection> {
+pub(crate) async fn connect(amqp: &str) -> anyhow::Result<lapin::Connection> {
     lapin::Connection::connect(
         amqp,
         lapin::ConnectionProperties::default()
@@ -303,7 +337,13 @@ async fn ceiling(
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let workers = (0..concurrency).map(|w| {
-        let (chans, bodies, next, key) = (chans.clone(), bodies.clone(), next.clone(), key.clone());
+        let (chans, bodies, next, key, app) = (
+            chans.clone(),
+            bodies.clone(),
+            next.clone(),
+            key.clone(),
+            app_id.clone(),
+        );
         tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0usize;
@@ -314,10 +354,29 @@ async fn ceiling(
                 }
                 let ch = &chans[(w + i) % chans.len()];
                 let t = Instant::now();
+                // The very properties the ingress sets: same message, same bytes on the wire.
+                let mut headers = FieldTable::default();
+                for (k, v) in [
+                    ("traceparent", format!("00-{:032x}-{:016x}-00", i, i)),
+                    ("cloudEvents:specversion", "1.0".to_string()),
+                    ("cloudEvents:id", format!("ceiling-{i}")),
+                    ("cloudEvents:source", format!("urn:feishu:app:{app}")),
+                    (
+                        "cloudEvents:type",
+                        "feishu.contact.user.updated_v3".to_string(),
+                    ),
+                    ("cloudEvents:time", "2023-11-14T22:13:20.123Z".to_string()),
+                    ("cloudEvents:subject", "736588c9260f175d".to_string()),
+                ] {
+                    headers.insert(k.into(), AMQPValue::LongString(v.into()));
+                }
                 let props = BasicProperties::default()
                     .with_delivery_mode(2)
                     .with_message_id(format!("ceiling-{i}").into())
-                    .with_content_type("application/x-protobuf".into());
+                    .with_content_type("application/x-protobuf".into())
+                    .with_type("feishu_bridge.v1.FeishuEvent".into())
+                    .with_timestamp(1_700_000_000)
+                    .with_headers(headers);
                 let ok = match ch
                     .basic_publish(
                         "feishu.events",
@@ -371,5 +430,17 @@ async fn main() -> anyhow::Result<()> {
             channels,
         } => ceiling(amqp, app_id, messages, concurrency, channels).await,
         Cmd::Purge { amqp, queue } => purge(amqp, queue).await,
+        Cmd::ContactEvents {
+            amqp,
+            db,
+            app_id,
+            events,
+            department,
+        } => directory::contact_events(&amqp, &db, &app_id, events, &department).await,
+        Cmd::PgUpsert {
+            db,
+            connections,
+            transactions,
+        } => directory::pg_upsert(&db, connections, transactions).await,
     }
 }
