@@ -23,6 +23,15 @@ pub enum Cause {
     Sync(String),
 }
 
+/// One user for [`Applier::upsert_users_bulk`].
+pub struct BulkUser<'u> {
+    pub user: &'u FUser,
+    /// The user's departments when known; None leaves memberships as they are.
+    pub places: Option<Vec<Place>>,
+    pub version: i64,
+    pub cause: Cause,
+}
+
 /// Counts of what an apply did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Tally {
@@ -150,11 +159,34 @@ impl<'a> Applier<'a> {
         Ok(())
     }
 
-    /// Applies a page of users from the contact API in a few statements: the rows and their
-    /// memberships are read at once, new rows and outbox messages are written at once, and
-    /// unchanged rows only get the new version. `known` holds the departments that exist.
+    /// Applies a page of users from the contact API at this applier's version and cause.
     pub async fn sync_users(&mut self, users: &[FUser], known: &HashSet<String>) -> DbResult<()> {
-        let ids: Vec<String> = users.iter().filter_map(|u| u.open_id.clone()).collect();
+        let items = users
+            .iter()
+            .map(|u| BulkUser {
+                user: u,
+                places: model::places(u),
+                version: self.version,
+                cause: self.cause.clone(),
+            })
+            .collect();
+        self.upsert_users_bulk(items, known).await
+    }
+
+    /// Applies users (distinct open_ids, each with its own version and cause) in a few
+    /// statements: the rows and their memberships are read at once, new rows, memberships and
+    /// outbox messages are written at once, and unchanged rows only get their new version.
+    /// `known` holds departments that exist; others become placeholders.
+    pub async fn upsert_users_bulk(
+        &mut self,
+        items: Vec<BulkUser<'_>>,
+        known: &HashSet<String>,
+    ) -> DbResult<()> {
+        let (own_version, own_cause) = (self.version, self.cause.clone());
+        let ids: Vec<String> = items
+            .iter()
+            .filter_map(|i| i.user.open_id.clone())
+            .collect();
         if ids.is_empty() {
             return Ok(());
         }
@@ -179,11 +211,14 @@ impl<'a> Applier<'a> {
         self.buffer = Some(Vec::new());
         let mut new_users = Vec::new();
         let mut new_memberships = Vec::new();
-        let mut untouched = Vec::new();
-        for u in users {
+        let mut untouched: Vec<(i64, String)> = Vec::new();
+        for item in items {
+            let u = item.user;
             let Some(open_id) = u.open_id.clone() else {
                 continue;
             };
+            self.version = item.version;
+            self.cause = item.cause;
             let before = existing.remove(&open_id);
             if before
                 .as_ref()
@@ -207,7 +242,7 @@ impl<'a> Applier<'a> {
             row.updated_at = Utc::now();
             let have = current.remove(&open_id).unwrap_or_default();
             let mut after_places = have.clone();
-            if let Some(places) = model::places(u) {
+            if let Some(places) = item.places {
                 let unknown: Vec<String> = places
                     .iter()
                     .map(|p| p.department.clone())
@@ -259,7 +294,7 @@ impl<'a> Applier<'a> {
             if !existed {
                 new_users.push(row.into_active_model().reset_all());
             } else if changed.is_empty() {
-                untouched.push(open_id.clone());
+                untouched.push((self.version, open_id.clone()));
             } else {
                 row.into_active_model().reset_all().update(self.txn).await?;
             }
@@ -295,19 +330,24 @@ impl<'a> Applier<'a> {
                 .exec(self.txn)
                 .await?;
         }
-        if !untouched.is_empty() {
-            // Seen unchanged at this snapshot: a later-arriving older event must not apply.
+        // Seen unchanged: still at the new version, so a later-arriving older event does not
+        // apply. Grouped by version (one statement for a whole sync page).
+        untouched.sort();
+        for group in untouched.chunk_by(|a, b| a.0 == b.0) {
+            let version = group[0].0;
             user::Entity::update_many()
                 .col_expr(
                     user::Column::Version,
-                    sea_orm::sea_query::Expr::value(self.version),
+                    sea_orm::sea_query::Expr::value(version),
                 )
                 .filter(user::Column::AppId.eq(self.app_id))
-                .filter(user::Column::OpenId.is_in(untouched))
-                .filter(user::Column::Version.lt(self.version))
+                .filter(user::Column::OpenId.is_in(group.iter().map(|(_, id)| id.clone())))
+                .filter(user::Column::Version.lt(version))
                 .exec(self.txn)
                 .await?;
         }
+        self.version = own_version;
+        self.cause = own_cause;
         if let Some(rows) = self.buffer.take().filter(|r| !r.is_empty()) {
             outbox::Entity::insert_many(rows).exec(self.txn).await?;
         }

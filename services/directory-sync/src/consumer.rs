@@ -12,12 +12,12 @@ use bridge_contracts::topology::{Q_DIRECTORY_COMMANDS, Q_DIRECTORY_CONTACT_EVENT
 use bridge_contracts::v1::{directory_command, DirectoryCommand};
 use bridge_feishu::api::FeishuError;
 use bridge_runtime::Shutdown;
-use bridge_store::entity::processed_event;
+use bridge_store::entity::{department, processed_event};
 use chrono::Utc;
 use prost::Message as _;
-use sea_orm::{ActiveModelTrait, EntityTrait, Set, TransactionTrait};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect, Set, TransactionTrait};
 
-use crate::apply::{Applier, Cause};
+use crate::apply::{Applier, BulkUser, Cause};
 use crate::events::{self, ContactEvent, Op};
 use crate::model;
 use crate::sync::{self, SyncOptions};
@@ -115,9 +115,12 @@ async fn handle_batch(inner: &Arc<Inner>, batch: Vec<Delivery>) {
                 sync::spawn(
                     inner.clone(),
                     app_id,
+                    // The scope shrank or grew by Feishu's own word: the deletion guard,
+                    // which protects against partial answers, does not apply.
                     SyncOptions {
                         trigger: "scope_change".into(),
-                        ..Default::default()
+                        force: true,
+                        run_id: None,
                     },
                 );
             }
@@ -148,9 +151,12 @@ async fn handle_one(inner: &Arc<Inner>, item: Item) {
                 sync::spawn(
                     inner.clone(),
                     app_id,
+                    // The scope shrank or grew by Feishu's own word: the deletion guard,
+                    // which protects against partial answers, does not apply.
                     SyncOptions {
                         trigger: "scope_change".into(),
-                        ..Default::default()
+                        force: true,
+                        run_id: None,
                     },
                 );
             }
@@ -238,24 +244,42 @@ async fn enrich(inner: &Inner, ev: &mut ContactEvent) -> Result<(), FeishuError>
     Ok(())
 }
 
-/// Applies the events in one transaction; returns the apps whose scope changed.
+/// Applies the events in one transaction, in delivery order; returns the apps whose scope
+/// changed. Consecutive user upserts of distinct users go through the bulk path (a few
+/// statements for the whole run); everything else is applied one event at a time.
 async fn apply_all(inner: &Inner, items: &[Item]) -> Result<Vec<String>, sea_orm::DbErr> {
     let txn = inner.db.begin().await?;
-    let mut seen: HashSet<&str> = HashSet::new();
+    let ids: Vec<String> = items.iter().map(|i| i.event.event_id.clone()).collect();
+    let mut done: HashSet<String> = processed_event::Entity::find()
+        .filter(processed_event::Column::Consumer.eq(CONSUMER))
+        .filter(processed_event::Column::EventId.is_in(ids))
+        .all(&txn)
+        .await?
+        .into_iter()
+        .map(|p| p.event_id)
+        .collect();
     let mut reconcile: Vec<String> = Vec::new();
+    let mut applied: Vec<String> = Vec::new();
+    let mut run: Vec<&ContactEvent> = Vec::new();
     for item in items {
         let ev = &item.event;
-        if !seen.insert(ev.event_id.as_str()) {
-            continue;
-        }
-        let done = processed_event::Entity::find_by_id((CONSUMER.to_string(), ev.event_id.clone()))
-            .one(&txn)
-            .await?
-            .is_some();
-        if done {
+        if !done.insert(ev.event_id.clone()) {
             metrics::counter!("directory_events_total", "outcome" => "duplicate").increment(1);
             continue;
         }
+        applied.push(ev.event_id.clone());
+        if let Op::UpsertUser { user, .. } = &ev.op {
+            let joins = run.first().is_none_or(|first| first.app_id == ev.app_id)
+                && !run.iter().any(|r| matches!(&r.op, Op::UpsertUser { user: u, .. } if u.open_id == user.open_id));
+            if !joins {
+                apply_run(&txn, &run).await?;
+                run.clear();
+            }
+            run.push(ev);
+            continue;
+        }
+        apply_run(&txn, &run).await?;
+        run.clear();
         let mut a = Applier::new(
             &txn,
             &ev.app_id,
@@ -263,7 +287,7 @@ async fn apply_all(inner: &Inner, items: &[Item]) -> Result<Vec<String>, sea_orm
             Cause::Event(ev.event_id.clone()),
         );
         match &ev.op {
-            Op::UpsertUser { user, places, .. } => a.upsert_user(user, places.clone()).await?,
+            Op::UpsertUser { .. } => {}
             Op::DeleteUser(open_id) => a.delete_user(open_id).await?,
             Op::UpsertDepartment { department, .. } => a.upsert_department(department).await?,
             Op::DeleteDepartment(id) => a.delete_department(id).await?,
@@ -289,19 +313,77 @@ async fn apply_all(inner: &Inner, items: &[Item]) -> Result<Vec<String>, sea_orm
             Op::Reconcile => reconcile.push(ev.app_id.clone()),
             Op::Ignore => {}
         }
-        processed_event::ActiveModel {
-            consumer: Set(CONSUMER.to_string()),
-            event_id: Set(ev.event_id.clone()),
-            processed_at: Set(Utc::now()),
-        }
-        .insert(&txn)
+    }
+    apply_run(&txn, &run).await?;
+    if !applied.is_empty() {
+        let now = Utc::now();
+        processed_event::Entity::insert_many(applied.into_iter().map(|id| {
+            processed_event::ActiveModel {
+                consumer: Set(CONSUMER.to_string()),
+                event_id: Set(id),
+                processed_at: Set(now),
+            }
+        }))
+        .exec(&txn)
         .await?;
-        tracing::debug!(event_id = %ev.event_id, event_type = %ev.event_type, "contact event applied");
     }
     txn.commit().await?;
     reconcile.sort();
     reconcile.dedup();
     Ok(reconcile)
+}
+
+/// Applies a run of user upserts (one app, distinct users) in bulk.
+async fn apply_run(
+    txn: &sea_orm::DatabaseTransaction,
+    run: &[&ContactEvent],
+) -> Result<(), sea_orm::DbErr> {
+    let Some(first) = run.first() else {
+        return Ok(());
+    };
+    let app_id = first.app_id.as_str();
+    let mut wanted: Vec<String> = Vec::new();
+    let mut bulk = Vec::with_capacity(run.len());
+    for ev in run {
+        if let Op::UpsertUser { user, places, .. } = &ev.op {
+            if let Some(p) = places {
+                wanted.extend(p.iter().map(|p| p.department.clone()).filter(|d| d != "0"));
+            }
+            bulk.push(BulkUser {
+                user,
+                places: places.clone(),
+                version: ev.version,
+                cause: Cause::Event(ev.event_id.clone()),
+            });
+        }
+    }
+    wanted.sort();
+    wanted.dedup();
+    let known: HashSet<String> = if wanted.is_empty() {
+        HashSet::new()
+    } else {
+        department::Entity::find()
+            .select_only()
+            .column(department::Column::OpenDepartmentId)
+            .filter(department::Column::AppId.eq(app_id))
+            .filter(department::Column::OpenDepartmentId.is_in(wanted))
+            .into_tuple::<String>()
+            .all(txn)
+            .await?
+            .into_iter()
+            .collect()
+    };
+    let mut a = Applier::new(
+        txn,
+        app_id,
+        first.version,
+        Cause::Event(first.event_id.clone()),
+    );
+    a.upsert_users_bulk(bulk, &known).await?;
+    for ev in run {
+        tracing::debug!(event_id = %ev.event_id, event_type = %ev.event_type, "contact event applied");
+    }
+    Ok(())
 }
 
 /// Directory commands (full sync from "install / initialise").

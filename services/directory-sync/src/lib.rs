@@ -42,6 +42,8 @@ pub(crate) struct Inner {
     pub outbox_wake: tokio::sync::Notify,
     /// Apps with a sync running in this process (PostgreSQL advisory locks cover replicas).
     pub running: Mutex<HashSet<String>>,
+    /// Apps whose sync was asked for while one was running: one more follows.
+    pub rerun: Mutex<HashSet<String>>,
 }
 
 /// What directory-sync needs from the process.
@@ -90,6 +92,7 @@ impl DirectorySync {
                 tokens: d.tokens,
                 outbox_wake: tokio::sync::Notify::new(),
                 running: Mutex::new(HashSet::new()),
+                rerun: Mutex::new(HashSet::new()),
             }),
         }
     }

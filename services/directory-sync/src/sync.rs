@@ -86,16 +86,42 @@ impl TallyOut {
 }
 
 /// Runs `run` in the background, logging how it ended.
+/// A request that arrives while a sync of the app runs is not dropped: the running sync is
+/// followed by one more (the organisation may have changed after its walk began).
 pub fn spawn(inner: Arc<Inner>, app_id: String, opts: SyncOptions) {
     tokio::spawn(async move {
         match run(&inner, &app_id, opts).await {
             Ok(run_id) => tracing::info!(app_id, run_id, "sync finished"),
             Err(SyncError::AlreadyRunning(_)) => {
-                tracing::info!(app_id, "sync already running; not starting another")
+                if let Ok(mut r) = inner.rerun.lock() {
+                    r.insert(app_id.clone());
+                }
+                tracing::info!(app_id, "sync already running; another follows it")
             }
             Err(e) => tracing::warn!(app_id, error = %e, "sync did not succeed"),
         }
     });
+}
+
+/// Runs the follow-up sync asked for while `app_id`'s sync was running, if any.
+fn follow_up(inner: &Arc<Inner>, app_id: &str) {
+    let asked = inner
+        .rerun
+        .lock()
+        .map(|mut r| r.remove(app_id))
+        .unwrap_or(false);
+    if asked {
+        // The request came from a scope change or a schedule: Feishu's own word, so forced.
+        spawn(
+            inner.clone(),
+            app_id.to_string(),
+            SyncOptions {
+                trigger: "scope_change".into(),
+                force: true,
+                run_id: None,
+            },
+        );
+    }
 }
 
 struct Running<'a> {
@@ -112,7 +138,15 @@ impl Drop for Running<'_> {
 }
 
 /// Runs a sync of `app_id` to the end; returns its run id.
-pub async fn run(inner: &Inner, app_id: &str, opts: SyncOptions) -> Result<String, SyncError> {
+pub async fn run(inner: &Arc<Inner>, app_id: &str, opts: SyncOptions) -> Result<String, SyncError> {
+    let result = run_once(inner, app_id, opts).await;
+    if !matches!(result, Err(SyncError::AlreadyRunning(_))) {
+        follow_up(inner, app_id);
+    }
+    result
+}
+
+async fn run_once(inner: &Inner, app_id: &str, opts: SyncOptions) -> Result<String, SyncError> {
     let creds = inner
         .credentials(app_id)
         .ok_or_else(|| SyncError::UnknownApp(app_id.to_string()))?;
@@ -218,33 +252,40 @@ async fn descendants(
     }
 }
 
-async fn level_by_level(
-    inner: &Inner,
-    creds: &AppCredentials,
-    root: &str,
-) -> Result<Vec<FDept>, FeishuError> {
-    let mut out = Vec::new();
-    let mut frontier = vec![root.to_string()];
-    while let Some(parent) = frontier.pop() {
+/// Feishu refused to list `root`'s subtree at once: list its direct children, then each
+/// child's subtree the same way (recursively when Feishu allows, level by level below the
+/// children that are big themselves), several at a time.
+fn level_by_level<'a>(
+    inner: &'a Inner,
+    creds: &'a AppCredentials,
+    root: &'a str,
+) -> futures_util::future::BoxFuture<'a, Result<Vec<FDept>, FeishuError>> {
+    Box::pin(async move {
+        let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
             let page = inner
                 .client
-                .department_children(creds, &parent, false, token.as_deref())
+                .department_children(creds, root, false, token.as_deref())
                 .await?;
-            for d in page.items {
-                if let Some(id) = d.open_department_id.clone() {
-                    frontier.push(id);
-                }
-                out.push(d);
-            }
+            out.extend(page.items);
             if !page.has_more {
                 break;
             }
             token = page.page_token;
         }
-    }
-    Ok(out)
+        let children: Vec<String> = out
+            .iter()
+            .filter_map(|d| d.open_department_id.clone())
+            .collect();
+        let below: Vec<Vec<FDept>> = futures_util::stream::iter(children)
+            .map(|c| async move { descendants(inner, creds, &c).await })
+            .buffer_unordered(inner.settings.sync_concurrency)
+            .try_collect()
+            .await?;
+        out.extend(below.into_iter().flatten());
+        Ok(out)
+    })
 }
 
 async fn apply_users(
