@@ -109,3 +109,14 @@ print(f"raw single-row upsert transactions ({conns} connections): {raw['per_seco
 print(f"contact events applied (each: user row, membership, processed id, outbox rows; batched commits): {ev['per_second']:.0f}/s")
 print(f"ratio {ev['per_second']/raw['per_second']:.2f} (target >= 1.0)")
 PY
+curl -fsS "http://127.0.0.1:$PORT/metrics" | python3 -c '
+import sys, re
+m = {}
+for line in sys.stdin:
+    for k in ("directory_batch_size_sum", "directory_batch_size_count"):
+        if line.startswith(k + " "):
+            m[k] = float(line.split()[1])
+if m.get("directory_batch_size_count"):
+    mean = m["directory_batch_size_sum"] / m["directory_batch_size_count"]
+    print(f"mean events per committed batch: {mean:.1f}")
+'

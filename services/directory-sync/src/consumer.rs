@@ -38,6 +38,9 @@ async fn subscribe(inner: &Inner, queue: &str, prefetch: u16, stop: &Shutdown) -
     }
 }
 
+/// How long a batch waits for more deliveries once it has one.
+const LINGER: Duration = Duration::from_millis(5);
+
 pub async fn run_events(inner: Arc<Inner>, stop: Shutdown) {
     let max = inner.settings.batch_size;
     let prefetch = (max * 2).clamp(1, u16::MAX as usize) as u16;
@@ -51,13 +54,20 @@ pub async fn run_events(inner: Arc<Inner>, stop: Shutdown) {
             _ = stop.wait() => return,
         };
         let Some(first) = first else { return };
+        // Gather what is waiting, and linger a moment for more: under load a commit then
+        // carries many events instead of one (the commit is the cost).
         let mut batch = vec![first];
+        let linger = tokio::time::Instant::now() + LINGER;
         while batch.len() < max {
             match consumer.try_next() {
                 Some(d) => batch.push(d),
-                None => break,
+                None => match tokio::time::timeout_at(linger, consumer.next()).await {
+                    Ok(Some(d)) => batch.push(d),
+                    _ => break,
+                },
             }
         }
+        metrics::histogram!("directory_batch_size").record(batch.len() as f64);
         handle_batch(&inner, batch).await;
     }
 }
@@ -104,10 +114,10 @@ async fn handle_batch(inner: &Arc<Inner>, batch: Vec<Delivery>) {
     let n = ready.len();
     match apply_all(inner, &ready).await {
         Ok(reconcile) => {
-            for item in ready {
-                if let Err(e) = item.delivery.ack().await {
-                    tracing::warn!(error = %e, "ack failed; the event will be redelivered and skipped");
-                }
+            let acks =
+                futures_util::future::join_all(ready.into_iter().map(|i| i.delivery.ack())).await;
+            for e in acks.into_iter().filter_map(Result::err) {
+                tracing::warn!(error = %e, "ack failed; the event will be redelivered and skipped");
             }
             metrics::counter!("directory_events_total", "outcome" => "applied").increment(n as u64);
             inner.outbox_wake.notify_one();

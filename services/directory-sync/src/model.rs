@@ -307,45 +307,6 @@ pub fn membership_pb(m: &membership::Model) -> pb::Membership {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn user(json: serde_json::Value) -> FUser {
-        serde_json::from_value(json).unwrap()
-    }
-
-    #[test]
-    fn absent_fields_keep_their_value() {
-        let mut row = empty_user("cli_a", "ou_1");
-        let c = merge_user(
-            &mut row,
-            &user(serde_json::json!({"name": "A", "email": "a@x", "mobile": "1"})),
-        );
-        assert_eq!(c, vec!["name", "email", "mobile"]);
-        let c = merge_user(&mut row, &user(serde_json::json!({"name": "B"})));
-        assert_eq!(c, vec!["name"]);
-        assert_eq!(row.email.as_deref(), Some("a@x"));
-        assert_eq!(row.mobile.as_deref(), Some("1"));
-        assert!(merge_user(&mut row, &user(serde_json::json!({"name": "B"}))).is_empty());
-    }
-
-    #[test]
-    fn places_from_ids_or_orders() {
-        let u = user(serde_json::json!({"orders": [
-            {"department_id": "od-2", "user_order": 3, "department_order": 1, "is_primary_dept": false},
-            {"department_id": "od-1", "user_order": 0, "department_order": 0, "is_primary_dept": true}
-        ]}));
-        let p = places(&u).unwrap();
-        assert_eq!(p.len(), 2);
-        assert!(p[1].is_primary && p[1].department == "od-1");
-        assert_eq!(p[0].user_order, Some(3));
-        assert!(places(&user(serde_json::json!({"name": "x"}))).is_none());
-        let p = places(&user(serde_json::json!({"department_ids": ["0", "od-9"]}))).unwrap();
-        assert!(p[0].is_primary && !p[1].is_primary);
-    }
-}
-
 /// A department as the read API shows it.
 pub fn department_pb_json(d: &department::Model) -> serde_json::Value {
     let p = department_pb(d);
@@ -383,4 +344,43 @@ pub fn user_json(u: &user::Model, places: &[membership::Model]) -> serde_json::V
             "department_order": m.department_order, "is_primary": m.is_primary,
         })).collect::<Vec<_>>(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(json: serde_json::Value) -> FUser {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn absent_fields_keep_their_value() {
+        let mut row = empty_user("cli_a", "ou_1");
+        let c = merge_user(
+            &mut row,
+            &user(serde_json::json!({"name": "A", "email": "a@x", "mobile": "1"})),
+        );
+        assert_eq!(c, vec!["name", "email", "mobile"]);
+        let c = merge_user(&mut row, &user(serde_json::json!({"name": "B"})));
+        assert_eq!(c, vec!["name"]);
+        assert_eq!(row.email.as_deref(), Some("a@x"));
+        assert_eq!(row.mobile.as_deref(), Some("1"));
+        assert!(merge_user(&mut row, &user(serde_json::json!({"name": "B"}))).is_empty());
+    }
+
+    #[test]
+    fn places_from_ids_or_orders() {
+        let u = user(serde_json::json!({"orders": [
+            {"department_id": "od-2", "user_order": 3, "department_order": 1, "is_primary_dept": false},
+            {"department_id": "od-1", "user_order": 0, "department_order": 0, "is_primary_dept": true}
+        ]}));
+        let p = places(&u).unwrap();
+        assert_eq!(p.len(), 2);
+        assert!(p[1].is_primary && p[1].department == "od-1");
+        assert_eq!(p[0].user_order, Some(3));
+        assert!(places(&user(serde_json::json!({"name": "x"}))).is_none());
+        let p = places(&user(serde_json::json!({"department_ids": ["0", "od-9"]}))).unwrap();
+        assert!(p[0].is_primary && !p[1].is_primary);
+    }
 }
