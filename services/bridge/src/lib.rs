@@ -144,6 +144,7 @@ async fn bus(settings: &Settings, role: Role, db: &DatabaseConnection) -> anyhow
         connection_name: format!("feishu-bridge-{}", role.name()),
         queue_prefix: b.queue_prefix.clone(),
         queue_expires: b.queue_expires,
+        quorum_queues: b.quorum_queues,
     };
     Ok(Bus::Amqp(
         AmqpBus::start(opts, topology(), Duration::from_secs(5)).await,

@@ -34,6 +34,9 @@ pub struct AmqpOptions {
     pub queue_prefix: String,
     /// Lets the topology's queues expire when unused (test runs; never in production).
     pub queue_expires: Option<Duration>,
+    /// Quorum queues (production). Off: classic non-durable queues, which a test run can
+    /// create by the dozen without paying for a Raft group each.
+    pub quorum_queues: bool,
 }
 
 impl std::fmt::Debug for AmqpOptions {
@@ -395,6 +398,7 @@ fn topology_specs(opts: &AmqpOptions, topology: &Topology) -> Vec<QueueSpec> {
             let mut s = QueueSpec::from(q);
             s.name = format!("{}{}", opts.queue_prefix, s.name);
             s.expires = opts.queue_expires;
+            s.durable = opts.quorum_queues;
             s
         })
         .collect()

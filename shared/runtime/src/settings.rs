@@ -106,6 +106,9 @@ pub struct BrokerSettings {
     /// production).
     #[serde(with = "humantime_serde")]
     pub queue_expires: Option<Duration>,
+    /// Consumer queues are quorum queues (default). `false` gives classic, non-durable
+    /// queues: only for test runs and throwaway development brokers.
+    pub quorum_queues: bool,
 }
 
 impl Default for BrokerSettings {
@@ -119,6 +122,7 @@ impl Default for BrokerSettings {
             prefetch: 64,
             queue_prefix: String::new(),
             queue_expires: None,
+            quorum_queues: true,
         }
     }
 }

@@ -176,6 +176,8 @@ pub fn settings(opts: BridgeOptions, database_url: String) -> Settings {
     // Queues of our own on the shared broker, gone a minute after the test.
     s.broker.queue_prefix = format!("t{}.", uuid::Uuid::new_v4().simple());
     s.broker.queue_expires = Some(Duration::from_secs(60));
+    // Dozens of bridges start in one test run; a quorum queue costs a Raft group each.
+    s.broker.quorum_queues = false;
     s.security.master_key = Some(master_key());
     s.ingress.max_body_bytes = opts.max_body_bytes;
     s.apps = opts.apps;

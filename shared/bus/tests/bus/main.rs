@@ -22,6 +22,7 @@ pub async fn amqp() -> Bus {
         connection_name: "bus-tests".into(),
         queue_prefix: format!("t{}.", uuid::Uuid::new_v4().simple()),
         queue_expires: Some(Duration::from_secs(60)),
+        quorum_queues: true,
     };
     let bus = AmqpBus::start(opts, topology(), Duration::from_secs(10)).await;
     assert!(
@@ -110,6 +111,7 @@ async fn amqp_publish_to_unreachable_broker_fails_fast() {
         connection_name: "bus-tests-down".into(),
         queue_prefix: String::new(),
         queue_expires: None,
+        quorum_queues: true,
     };
     let bus = Bus::Amqp(AmqpBus::start(opts, topology(), Duration::from_millis(200)).await);
     assert!(bus.ready().await.is_err());

@@ -46,16 +46,21 @@ impl Bucket {
     }
 
     fn refill(&mut self, now: Instant) {
-        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        // `last` lies in the future while a penalty (a 429's reset) lasts: nothing refills.
+        if now <= self.last {
+            return;
+        }
+        let dt = (now - self.last).as_secs_f64();
         self.tokens = (self.tokens + dt * self.per_sec).min(self.capacity);
         self.last = now;
     }
 
-    fn wait_for_one(&self) -> Duration {
+    fn wait_for_one(&self, now: Instant) -> Duration {
         if self.tokens >= 1.0 {
             Duration::ZERO
         } else {
-            Duration::from_secs_f64((1.0 - self.tokens) / self.per_sec)
+            self.last.saturating_duration_since(now)
+                + Duration::from_secs_f64((1.0 - self.tokens) / self.per_sec)
         }
     }
 }
@@ -97,7 +102,7 @@ impl RateLimiter {
                 }
                 let wait = buckets
                     .iter()
-                    .map(Bucket::wait_for_one)
+                    .map(|b| b.wait_for_one(now))
                     .max()
                     .unwrap_or_default();
                 if wait.is_zero() {
