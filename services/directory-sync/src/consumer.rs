@@ -305,9 +305,18 @@ async fn apply_all(inner: &Inner, items: &[Item]) -> Result<Vec<String>, sea_orm
                 for d in &s.added.departments {
                     a.upsert_department(d).await?;
                 }
-                for u in &s.added.users {
-                    a.upsert_user(u, model::places(u)).await?;
-                }
+                let added = s
+                    .added
+                    .users
+                    .iter()
+                    .map(|u| BulkUser {
+                        user: u,
+                        places: model::places(u),
+                        version: ev.version,
+                        cause: Cause::Event(ev.event_id.clone()),
+                    })
+                    .collect();
+                a.upsert_users_bulk(added, &HashSet::new()).await?;
                 for u in &s.removed.users {
                     if let Some(id) = u.open_id.as_deref() {
                         a.delete_user(id).await?;

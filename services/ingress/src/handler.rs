@@ -197,7 +197,12 @@ async fn process(
             return Ok(Answer::Challenge(challenge));
         }
         Inbound::Event(env) => env,
-        Inbound::Encrypted(_) => unreachable_encrypted()?,
+        // An `encrypt` wrapper inside the decrypted body: refused above, never reached.
+        Inbound::Encrypted(_) => {
+            return Err(IngressError::DecryptedMalformed(
+                bridge_feishu::EnvelopeError::Unrecognised,
+            ))
+        }
     };
     if cipher.is_some() && signature.is_none() {
         return Err(IngressError::MissingSignature);
@@ -213,12 +218,6 @@ async fn process(
         return Err(IngressError::AppMismatch(other.to_string()));
     }
     publish_once(state, app_id, &env, plaintext, kind).await
-}
-
-fn unreachable_encrypted() -> Result<Envelope, IngressError> {
-    Err(IngressError::DecryptedMalformed(
-        bridge_feishu::EnvelopeError::Unrecognised,
-    ))
 }
 
 async fn publish_once(
