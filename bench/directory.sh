@@ -99,7 +99,14 @@ print(f"wall {wall:.1f} s; floor at {per_min:.0f} calls/min per API ({busiest}: 
 print(f"bridge peak resident memory: {rss} MiB (target < 256 MiB)")
 PY
 
-# 1. Contact events vs raw upserts, same database, same connection count.
+# 1. Contact events vs raw upserts, same database, same connection count, at steady state:
+# first let the relay publish the sync's org changes.
+for _ in $(seq 1200); do
+  LEFT=$(psql -tA "$PG/$DB" -c "SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")
+  [ "$LEFT" = 0 ] && break
+  sleep 0.5
+done
+echo "outbox drained of the sync's org changes (left: $LEFT)"
 RAW=$("$LOAD" pg-upsert --db "$PG/$DB" --connections "$CONNS" --transactions "$EVENTS")
 EV=$("$LOAD" contact-events --amqp "$AMQP" --db "$PG/$DB" --app-id "$APP_ID" --events "$EVENTS")
 python3 - "$RAW" "$EV" "$CONNS" <<'PY'

@@ -46,7 +46,7 @@ verification_token = "$VT"
 team_name = "bench"
 TOML
 
-BRIDGE__DATABASE__URL="$PG/$DB" BRIDGE__BROKER__URL="$AMQP" \
+BRIDGE__BROKER__PUBLISH_CHANNELS=${CHANNELS:-4} BRIDGE__DATABASE__URL="$PG/$DB" BRIDGE__BROKER__URL="$AMQP" \
 BRIDGE__SECURITY__MASTER_KEY="$(head -c32 /dev/urandom | base64)" \
   "$BIN" --config "$OUT/bridge.toml" ingress > "$OUT/bridge.log" 2>&1 &
 BRIDGE_PID=$!
@@ -67,7 +67,7 @@ echo "events: $EVENTS per run, concurrency $CONC"
 "$LOAD" purge --amqp "$AMQP" --queue directory-sync.contact-events
 
 B0=$(cpu_secs "$BEAM")
-CEIL=$("$LOAD" ceiling --amqp "$AMQP" --app-id "$APP_ID" --messages "$EVENTS" --concurrency "$CONC")
+CEIL=$("$LOAD" ceiling --amqp "$AMQP" --app-id "$APP_ID" --messages "$EVENTS" --concurrency "$CONC" --channels "${CHANNELS:-4}")
 B1=$(cpu_secs "$BEAM"); I0=$(cpu_secs "$BRIDGE_PID")
 "$LOAD" purge --amqp "$AMQP" --queue directory-sync.contact-events
 ING=$("$LOAD" webhook --url "http://127.0.0.1:$PORT/feishu/$APP_ID/events" --app-id "$APP_ID" \

@@ -56,7 +56,12 @@ pub async fn run(inner: Arc<Inner>, stop: Shutdown) {
                     .await;
             }
         }
-        if more {
+        // While a sync is applying a whole organisation here, the relay takes one batch a
+        // second and leaves the cores and the database to the sync: the changes are committed
+        // and published right after (the contract is "after commit, at least once", not
+        // "at once"). Otherwise it drains as fast as the broker confirms.
+        let syncing = inner.running.lock().map(|r| !r.is_empty()).unwrap_or(false);
+        if more && !syncing {
             continue;
         }
         tokio::select! {
