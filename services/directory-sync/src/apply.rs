@@ -367,7 +367,19 @@ impl<'a> Applier<'a> {
             if !known {
                 let mut row = model::empty_department(self.app_id, id);
                 row.updated_at = Utc::now();
-                self.save_department(false, row).await?;
+                // A concurrent transaction may be creating the same department: then theirs
+                // stands (a placeholder carries nothing to lose).
+                department::Entity::insert(row.into_active_model().reset_all())
+                    .on_conflict(
+                        sea_orm::sea_query::OnConflict::columns([
+                            department::Column::AppId,
+                            department::Column::OpenDepartmentId,
+                        ])
+                        .do_nothing()
+                        .to_owned(),
+                    )
+                    .exec_without_returning(self.txn)
+                    .await?;
             }
         }
         Ok(())

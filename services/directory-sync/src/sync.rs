@@ -297,16 +297,42 @@ async fn apply_users(
     counts: &Mutex<Counts>,
     known: &HashSet<String>,
 ) -> Result<(), SyncError> {
-    let txn = inner.db.begin().await?;
-    let mut a = Applier::new(&txn, app_id, version, Cause::Sync(run_id.to_string()));
-    a.sync_users(users, known).await?;
-    let (ut, mt) = (a.users, a.memberships);
-    txn.commit().await?;
-    if let Ok(mut c) = counts.lock() {
-        c.users.add(ut);
-        c.memberships.add(mt);
+    let mut attempt = 0;
+    loop {
+        let result: Result<(Tally, Tally), sea_orm::DbErr> = async {
+            let txn = inner.db.begin().await?;
+            let mut a = Applier::new(&txn, app_id, version, Cause::Sync(run_id.to_string()));
+            a.sync_users(users, known).await?;
+            let tallies = (a.users, a.memberships);
+            txn.commit().await?;
+            Ok(tallies)
+        }
+        .await;
+        match result {
+            Ok((ut, mt)) => {
+                if let Ok(mut c) = counts.lock() {
+                    c.users.add(ut);
+                    c.memberships.add(mt);
+                }
+                return Ok(());
+            }
+            Err(e) if attempt < CONFLICT_RETRIES => {
+                attempt += 1;
+                conflict_pause(attempt, &e).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
-    Ok(())
+}
+
+/// A page transaction can meet a concurrent event's transaction on the same rows (a unique
+/// violation on a row both insert, a deadlock): it is rolled back and applied again, reading
+/// the state afresh; versions keep the outcome right whichever commits first.
+const CONFLICT_RETRIES: u32 = 4;
+
+async fn conflict_pause(attempt: u32, e: &sea_orm::DbErr) {
+    tracing::info!(attempt, error = %e, "sync page met a concurrent change; applying it again");
+    tokio::time::sleep(std::time::Duration::from_millis(20 * u64::from(attempt))).await;
 }
 
 async fn walk_and_apply(
@@ -365,13 +391,28 @@ async fn walk_and_apply(
     let mut ordered: Vec<FDept> = depts.values().cloned().collect();
     ordered.sort_by_key(|d| depth(&depts, d));
     for chunk in ordered.chunks(200) {
-        let txn = inner.db.begin().await?;
-        let mut a = Applier::new(&txn, app_id, version, Cause::Sync(run_id.to_string()));
-        for d in chunk {
-            a.upsert_department(d).await?;
-        }
-        let t = a.departments;
-        txn.commit().await?;
+        let mut attempt = 0;
+        let t = loop {
+            let result: Result<Tally, sea_orm::DbErr> = async {
+                let txn = inner.db.begin().await?;
+                let mut a = Applier::new(&txn, app_id, version, Cause::Sync(run_id.to_string()));
+                for d in chunk {
+                    a.upsert_department(d).await?;
+                }
+                let t = a.departments;
+                txn.commit().await?;
+                Ok(t)
+            }
+            .await;
+            match result {
+                Ok(t) => break t,
+                Err(e) if attempt < CONFLICT_RETRIES => {
+                    attempt += 1;
+                    conflict_pause(attempt, &e).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         if let Ok(mut c) = counts.lock() {
             c.departments.add(t);
         }
