@@ -24,6 +24,7 @@ migrate:
 ## The whole test suite: formatting, lints, then every test against the local PostgreSQL
 ## and RabbitMQ (started by the machine; see README).
 test: fmt-check clippy services-check
+	@bash scripts/drop-test-databases.sh
 	$(CARGO) test --workspace --locked --no-fail-fast
 
 test-unit:

@@ -16,6 +16,10 @@ APP_ID=cli_$(head -c8 /dev/urandom | od -An -tx1 | tr -d ' \n')
 EK=bench-encrypt-key-$RANDOM
 VT=bench-verification-token-$RANDOM
 OUT=${OUT:-target/bench}
+# Queues of this run's own (quorum, like production), gone two minutes after it: the events
+# published here must not pile up in another deployment's queues on the same broker.
+PREFIX="ingressbench$$."
+QUEUE="${PREFIX}directory-sync.contact-events"
 mkdir -p "$OUT"
 
 cargo build --release -q -p feishu-bridge -p bridge-loadgen
@@ -28,7 +32,7 @@ cleanup() {
   [ -n "${BRIDGE_PID:-}" ] && kill "$BRIDGE_PID" 2>/dev/null || true
   [ -n "${NODE_PID:-}" ] && kill "$NODE_PID" 2>/dev/null || true
   wait 2>/dev/null || true
-  "$LOAD" purge --amqp "$AMQP" --queue directory-sync.contact-events >/dev/null 2>&1 || true
+  "$LOAD" purge --amqp "$AMQP" --queue "$QUEUE" >/dev/null 2>&1 || true
   psql -q "$PG/test" -c "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
@@ -46,6 +50,7 @@ verification_token = "$VT"
 team_name = "bench"
 TOML
 
+BRIDGE__BROKER__QUEUE_PREFIX="$PREFIX" BRIDGE__BROKER__QUEUE_EXPIRES=2m \
 BRIDGE__BROKER__PUBLISH_CHANNELS=${CHANNELS:-4} BRIDGE__DATABASE__URL="$PG/$DB" BRIDGE__BROKER__URL="$AMQP" \
 BRIDGE__SECURITY__MASTER_KEY="$(head -c32 /dev/urandom | base64)" \
   "$BIN" --config "$OUT/bridge.toml" ingress > "$OUT/bridge.log" 2>&1 &
@@ -64,24 +69,24 @@ echo "events: $EVENTS per run, concurrency $CONC"
 # Warm-up (connections, JIT-free but caches), not reported.
 "$LOAD" webhook --url "http://127.0.0.1:$PORT/feishu/$APP_ID/events" --app-id "$APP_ID" \
   --encrypt-key "$EK" --token "$VT" --events 5000 --concurrency "$CONC" --label warmup >/dev/null
-"$LOAD" purge --amqp "$AMQP" --queue directory-sync.contact-events
+"$LOAD" purge --amqp "$AMQP" --queue "$QUEUE"
 
 B0=$(cpu_secs "$BEAM")
 CEIL=$("$LOAD" ceiling --amqp "$AMQP" --app-id "$APP_ID" --messages "$EVENTS" --concurrency "$CONC" --channels "${CHANNELS:-4}")
 B1=$(cpu_secs "$BEAM"); I0=$(cpu_secs "$BRIDGE_PID")
-"$LOAD" purge --amqp "$AMQP" --queue directory-sync.contact-events
+"$LOAD" purge --amqp "$AMQP" --queue "$QUEUE"
 ING=$("$LOAD" webhook --url "http://127.0.0.1:$PORT/feishu/$APP_ID/events" --app-id "$APP_ID" \
   --encrypt-key "$EK" --token "$VT" --events "$EVENTS" --concurrency "$CONC" --label ingress)
 RSS=$(peak_rss "$BRIDGE_PID")
 B2=$(cpu_secs "$BEAM"); I1=$(cpu_secs "$BRIDGE_PID")
 python3 -c "print(f'cpu seconds for $EVENTS messages: rabbitmq during the ceiling run {$B1 - $B0:.2f}, rabbitmq during the ingress run {$B2 - $B1:.2f}, the ingress process {$I1 - $I0:.2f}')"
-"$LOAD" purge --amqp "$AMQP" --queue directory-sync.contact-events
+"$LOAD" purge --amqp "$AMQP" --queue "$QUEUE"
 PEAK=$(echo "$ING" | python3 -c 'import json,sys; print(json.load(sys.stdin)["per_second"])')
 HALF=$(python3 -c "print(int($PEAK/2))")
 ING_HALF=$("$LOAD" webhook --url "http://127.0.0.1:$PORT/feishu/$APP_ID/events" --app-id "$APP_ID" \
   --encrypt-key "$EK" --token "$VT" --events "$((HALF * 8))" --concurrency "$CONC" --rate "$HALF" --label "ingress@half")
 RSS=$(peak_rss "$BRIDGE_PID")
-"$LOAD" purge --amqp "$AMQP" --queue directory-sync.contact-events
+"$LOAD" purge --amqp "$AMQP" --queue "$QUEUE"
 
 NODE_RES='{"label":"node-sdk","per_second":0,"p50_ms":0,"p99_ms":0,"errors":"not run"}'
 if command -v node >/dev/null; then
