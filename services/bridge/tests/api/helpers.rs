@@ -268,8 +268,7 @@ impl Drop for Bridge {
 
 /// A queue on the real RabbitMQ bound to `feishu.events` with `<app_id>.#`.
 pub struct EventQueue {
-    _conn: lapin::Connection,
-    consumer: lapin::Consumer,
+    inner: BusQueue,
 }
 
 pub struct Received {
@@ -280,62 +279,18 @@ pub struct Received {
 
 impl EventQueue {
     pub async fn bind(app_id: &str) -> Self {
-        let conn = lapin::Connection::connect(
-            AMQP_URL,
-            lapin::ConnectionProperties::default()
-                .with_executor(tokio_executor_trait::Tokio::current())
-                .with_reactor(tokio_reactor_trait::Tokio),
-        )
-        .await
-        .expect("RabbitMQ must be running");
-        let ch = conn.create_channel().await.unwrap();
         // The exchange exists already: the bridge declared the topology at start.
-        let q = ch
-            .queue_declare(
-                "",
-                QueueDeclareOptions {
-                    exclusive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
-        ch.queue_bind(
-            q.name().as_str(),
-            "feishu.events",
-            &format!("{app_id}.#"),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-        let consumer = ch
-            .basic_consume(
-                q.name().as_str(),
-                "test",
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
         Self {
-            _conn: conn,
-            consumer,
+            inner: BusQueue::bind("feishu.events", &format!("{app_id}.#")).await,
         }
     }
 
     pub async fn next(&mut self) -> Received {
-        let d = tokio::time::timeout(Duration::from_secs(10), self.consumer.next())
-            .await
-            .expect("an event on the queue within 10 s")
-            .expect("consumer open")
-            .expect("delivery");
-        d.acker.ack(BasicAckOptions::default()).await.unwrap();
+        let m = self.inner.next().await;
         Received {
-            routing_key: d.routing_key.as_str().to_string(),
-            event: FeishuEvent::decode(d.data.as_slice()).expect("FeishuEvent protobuf"),
-            props: d.properties,
+            routing_key: m.routing_key,
+            event: FeishuEvent::decode(m.body.as_slice()).expect("FeishuEvent protobuf"),
+            props: m.props,
         }
     }
 
@@ -365,6 +320,7 @@ pub struct BusMessage {
     pub routing_key: String,
     pub message_id: String,
     pub headers: std::collections::HashMap<String, String>,
+    pub props: lapin::BasicProperties,
     pub body: Vec<u8>,
 }
 
@@ -452,6 +408,7 @@ impl BusQueue {
                 .map(|m| m.as_str().to_string())
                 .unwrap_or_default(),
             headers,
+            props: d.properties,
             body: d.data,
         }
     }
