@@ -86,6 +86,16 @@ fn guard(inner: &Inner, req: &HttpRequest, app_id: &str) -> Result<(), ApiError>
     known_app(inner, app_id)
 }
 
+/// An app's live, known departments (not tombstones, not placeholders), in display order.
+fn visible_departments(app_id: &str) -> sea_orm::Select<department::Entity> {
+    department::Entity::find()
+        .filter(department::Column::AppId.eq(app_id))
+        .filter(department::Column::Deleted.eq(false))
+        .filter(department::Column::Placeholder.eq(false))
+        .order_by_asc(department::Column::SortOrder)
+        .order_by_asc(department::Column::OpenDepartmentId)
+}
+
 fn dept_json(d: &department::Model) -> Value {
     serde_json::to_value(model::department_pb_json(d)).unwrap_or_default()
 }
@@ -97,12 +107,7 @@ async fn departments(
 ) -> Result<HttpResponse, ApiError> {
     let app_id = path.into_inner();
     guard(&inner, &req, &app_id)?;
-    let rows = department::Entity::find()
-        .filter(department::Column::AppId.eq(&app_id))
-        .filter(department::Column::Deleted.eq(false))
-        .filter(department::Column::Placeholder.eq(false))
-        .order_by_asc(department::Column::SortOrder)
-        .order_by_asc(department::Column::OpenDepartmentId)
+    let rows = visible_departments(&app_id)
         .all(&inner.db)
         .await
         .map_err(db_err)?;
@@ -191,13 +196,8 @@ async fn children(
             .await?
             .open_department_id
     };
-    let rows = department::Entity::find()
-        .filter(department::Column::AppId.eq(&app_id))
+    let rows = visible_departments(&app_id)
         .filter(department::Column::ParentId.eq(parent))
-        .filter(department::Column::Deleted.eq(false))
-        .filter(department::Column::Placeholder.eq(false))
-        .order_by_asc(department::Column::SortOrder)
-        .order_by_asc(department::Column::OpenDepartmentId)
         .all(&inner.db)
         .await
         .map_err(db_err)?;

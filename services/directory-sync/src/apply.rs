@@ -427,11 +427,11 @@ impl<'a> Applier<'a> {
                 is_primary: p.is_primary,
             };
             let key = format!("{open_id}:{}", p.department);
-            match current
+            let action = match current
                 .iter()
                 .find(|m| m.open_department_id == p.department)
             {
-                Some(m) if *m == row => {}
+                Some(m) if *m == row => continue,
                 Some(_) => {
                     row.clone()
                         .into_active_model()
@@ -439,15 +439,7 @@ impl<'a> Applier<'a> {
                         .update(self.txn)
                         .await?;
                     self.memberships.updated += 1;
-                    changed = true;
-                    self.emit(
-                        Entity::Membership,
-                        Action::Updated,
-                        key,
-                        vec![],
-                        org_change::After::Membership(model::membership_pb(&row)),
-                    )
-                    .await?;
+                    Action::Updated
                 }
                 None => {
                     row.clone()
@@ -456,17 +448,18 @@ impl<'a> Applier<'a> {
                         .insert(self.txn)
                         .await?;
                     self.memberships.created += 1;
-                    changed = true;
-                    self.emit(
-                        Entity::Membership,
-                        Action::Created,
-                        key,
-                        vec![],
-                        org_change::After::Membership(model::membership_pb(&row)),
-                    )
-                    .await?;
+                    Action::Created
                 }
-            }
+            };
+            changed = true;
+            self.emit(
+                Entity::Membership,
+                action,
+                key,
+                vec![],
+                org_change::After::Membership(model::membership_pb(&row)),
+            )
+            .await?;
         }
         Ok(changed)
     }

@@ -113,28 +113,7 @@ async fn handle_batch(inner: &Arc<Inner>, batch: Vec<Delivery>) {
     }
     let n = ready.len();
     match apply_all(inner, &ready).await {
-        Ok(reconcile) => {
-            let acks =
-                futures_util::future::join_all(ready.into_iter().map(|i| i.delivery.ack())).await;
-            for e in acks.into_iter().filter_map(Result::err) {
-                tracing::warn!(error = %e, "ack failed; the event will be redelivered and skipped");
-            }
-            metrics::counter!("directory_events_total", "outcome" => "applied").increment(n as u64);
-            inner.outbox_wake.notify_one();
-            for app_id in reconcile {
-                sync::spawn(
-                    inner.clone(),
-                    app_id,
-                    // The scope shrank or grew by Feishu's own word: the deletion guard,
-                    // which protects against partial answers, does not apply.
-                    SyncOptions {
-                        trigger: "scope_change".into(),
-                        force: true,
-                        run_id: None,
-                    },
-                );
-            }
-        }
+        Ok(reconcile) => committed(inner, ready, reconcile).await,
         Err(e) if n > 1 => {
             tracing::warn!(error = %e, events = n, "batch failed; applying its events one by one");
             for item in ready {
@@ -152,30 +131,34 @@ async fn handle_batch(inner: &Arc<Inner>, batch: Vec<Delivery>) {
 async fn handle_one(inner: &Arc<Inner>, item: Item) {
     let one = vec![item];
     match apply_all(inner, &one).await {
-        Ok(reconcile) => {
-            for item in one {
-                let _ = item.delivery.ack().await;
-            }
-            inner.outbox_wake.notify_one();
-            for app_id in reconcile {
-                sync::spawn(
-                    inner.clone(),
-                    app_id,
-                    // The scope shrank or grew by Feishu's own word: the deletion guard,
-                    // which protects against partial answers, does not apply.
-                    SyncOptions {
-                        trigger: "scope_change".into(),
-                        force: true,
-                        run_id: None,
-                    },
-                );
-            }
-        }
+        Ok(reconcile) => committed(inner, one, reconcile).await,
         Err(e) => {
             for item in one {
                 retry(item.delivery, &e.to_string()).await;
             }
         }
+    }
+}
+
+/// After a commit: ack the deliveries (together), wake the outbox relay, and start the
+/// reconciles that scope changes asked for.
+async fn committed(inner: &Arc<Inner>, items: Vec<Item>, reconcile: Vec<String>) {
+    let n = items.len();
+    let acks = futures_util::future::join_all(items.into_iter().map(|i| i.delivery.ack())).await;
+    for e in acks.into_iter().filter_map(Result::err) {
+        tracing::warn!(error = %e, "ack failed; the event will be redelivered and skipped");
+    }
+    metrics::counter!("directory_events_total", "outcome" => "applied").increment(n as u64);
+    inner.outbox_wake.notify_one();
+    for app_id in reconcile {
+        // The scope shrank or grew by Feishu's own word: the deletion guard, which protects
+        // against partial answers, does not apply.
+        let opts = SyncOptions {
+            trigger: "scope_change".into(),
+            force: true,
+            run_id: None,
+        };
+        sync::spawn(inner.clone(), app_id, opts);
     }
 }
 
