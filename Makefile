@@ -2,7 +2,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: demo run test test-unit lint fmt fmt-check clippy bench bench-ingress bench-directory up down build release migrate services-check
+.PHONY: demo run test test-unit lint fmt fmt-check clippy bench bench-ingress bench-directory up down build release migrate services-check browser-check
 
 ## Try it: every service in one process on SQLite and the embedded bus (no servers needed).
 demo:
@@ -23,7 +23,7 @@ migrate:
 
 ## The whole test suite: formatting, lints, then every test against the local PostgreSQL
 ## and RabbitMQ (started by the machine; see README).
-test: fmt-check clippy services-check
+test: fmt-check clippy services-check browser-check
 	@bash scripts/drop-test-databases.sh
 	$(CARGO) test --workspace --locked --no-fail-fast
 
@@ -44,6 +44,10 @@ clippy:
 ## Fails early, with a clear message, when PostgreSQL or RabbitMQ is not reachable.
 services-check:
 	@bash scripts/check-services.sh
+
+## The browser login test needs Debian's chromium and chromium-driver; installs them if missing.
+browser-check:
+	@bash scripts/ensure-browser.sh
 
 bench: bench-ingress bench-directory
 

@@ -6,11 +6,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use bridge_auth::Auth;
 use bridge_bus::{AmqpBus, AmqpOptions, Bus, EmbeddedBus};
 use bridge_contracts::topology::topology;
 use bridge_directory_sync::DirectorySync;
 use bridge_feishu::api::{ClientOptions, FeishuClient};
 use bridge_runtime::{HttpServer, Mount, Readiness, ReadinessCheck, Settings, Shutdown};
+use bridge_session::{Gate, KeySource, Verifier, VerifierOptions};
 use bridge_store::apps::BindingInput;
 use bridge_store::db::DatabaseConnection;
 use bridge_store::{AppRegistry, Domain, MasterKey};
@@ -26,6 +28,8 @@ pub enum Role {
     Ingress,
     /// Contact events, full sync and reconcile, the read API, org-change events.
     DirectorySync,
+    /// QR-code and in-client login, sessions, JWKS.
+    Auth,
 }
 
 impl Role {
@@ -34,6 +38,7 @@ impl Role {
             Role::All => "all",
             Role::Ingress => "ingress",
             Role::DirectorySync => "directory-sync",
+            Role::Auth => "auth",
         }
     }
 
@@ -49,6 +54,7 @@ pub struct Application {
     shutdown: Shutdown,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     directory: Option<DirectorySync>,
+    auth: Option<Auth>,
 }
 
 /// The database URL for `role`, defaulting to a SQLite file under `database.data_dir` in `all`.
@@ -165,7 +171,7 @@ impl Application {
         key.verify_against(&db)
             .await
             .context("checking security.master_key")?;
-        let registry = AppRegistry::load(db.clone(), key)
+        let registry = AppRegistry::load(db.clone(), key.clone())
             .await
             .context("loading app bindings")?;
         provision(&registry, &settings).await?;
@@ -197,26 +203,67 @@ impl Application {
             );
             mounts.push(ingress.mount());
         }
+        let client = FeishuClient::new(ClientOptions {
+            timeout: settings.feishu.timeout,
+            rate_scale: settings.feishu.rate_scale,
+            ..Default::default()
+        })
+        .context("Feishu client")?;
+        // Sessions are accepted wherever an API is served: verified offline against auth's
+        // keys, with revocations polled from the database.
+        let verifier = Verifier::new(
+            match &settings.auth.jwks_url {
+                Some(u) => KeySource::JwksUrl(u.clone()),
+                None => KeySource::Database(db.clone()),
+            },
+            VerifierOptions {
+                issuer: settings.auth.issuer.clone(),
+                retired_key_grace: settings.auth.access_ttl + Duration::from_secs(5 * 60),
+                ..Default::default()
+            },
+        );
+        if role.runs(Role::DirectorySync) || role.runs(Role::Auth) {
+            let stop = shutdown.clone();
+            tasks.push(verifier.spawn_revocation_poll(
+                db.clone(),
+                settings.auth.revocation_poll,
+                async move { stop.wait().await },
+            ));
+        }
+        let gate = Gate::new(settings.api.tokens.clone(), Some(verifier.clone()));
         let mut directory = None;
         if role.runs(Role::DirectorySync) {
-            let client = FeishuClient::new(ClientOptions {
-                timeout: settings.feishu.timeout,
-                rate_scale: settings.feishu.rate_scale,
-                ..Default::default()
-            })
-            .context("Feishu client")?;
             let ds = DirectorySync::new(bridge_directory_sync::Deps {
                 db: db.clone(),
                 bus: bus.clone(),
                 apps: registry.clone(),
-                client,
+                client: client.clone(),
                 settings: settings.directory.clone(),
                 feishu_base: settings.feishu.base_url.clone(),
-                tokens: settings.api.tokens.clone(),
+                gate: gate.clone(),
             });
             mounts.push(ds.mount());
             tasks.extend(ds.start(shutdown.clone()));
             directory = Some(ds);
+        }
+        let mut auth = None;
+        if role.runs(Role::Auth) {
+            let a = Auth::new(bridge_auth::Deps {
+                db: db.clone(),
+                bus: bus.clone(),
+                apps: registry.clone(),
+                client: client.clone(),
+                master_key: key.clone(),
+                settings: settings.auth.clone(),
+                feishu_base: settings.feishu.base_url.clone(),
+                public_base_url: settings.public_base_url.clone(),
+                verifier: verifier.clone(),
+            })
+            .await
+            .context("auth")?;
+            mounts.push(a.mount());
+            tasks.extend(a.start(shutdown.clone()));
+            auth = Some(a);
         }
         let server = HttpServer::bind(&settings.http, mounts, readiness)?;
         Ok(Self {
@@ -225,7 +272,13 @@ impl Application {
             shutdown,
             tasks,
             directory,
+            auth,
         })
+    }
+
+    /// auth, when this process runs it.
+    pub fn auth(&self) -> Option<Auth> {
+        self.auth.clone()
     }
 
     pub fn local_addr(&self) -> std::net::SocketAddr {
@@ -255,6 +308,17 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// `feishu-bridge rotate-signing-key`.
+pub async fn rotate_signing_key(settings: &Settings) -> anyhow::Result<String> {
+    let url = database_url(settings, Role::Auth).or_else(|_| database_url(settings, Role::All))?;
+    let key = master_key(settings, Role::Auth).or_else(|_| master_key(settings, Role::All))?;
+    let db = bridge_store::connect(&url, 2, settings.database.auto_migrate).await?;
+    key.verify_against(&db)
+        .await
+        .context("checking security.master_key")?;
+    bridge_auth::rotate_signing_key(&db, &key, &settings.auth).await
 }
 
 /// Runs the migrations and exits (`feishu-bridge migrate`).

@@ -1,4 +1,4 @@
-//! `feishu-bridge [--config FILE] <all|ingress|migrate>`: parse the command line, load settings,
+//! `feishu-bridge [--config FILE] <all|ingress|directory-sync|auth|migrate|rotate-signing-key>`: parse the command line, load settings,
 //! start telemetry, run.
 
 use std::path::PathBuf;
@@ -34,8 +34,13 @@ enum Command {
     Ingress,
     /// Contact events, full sync and reconcile -> the directory and exchange org.changes.
     DirectorySync,
+    /// Feishu QR-code and in-client login, sessions, JWKS.
+    Auth,
     /// Run database migrations and exit.
     Migrate,
+    /// Add a new session signing key (it signs from now on) and retire the others; they stay
+    /// in the JWKS until the tokens they signed have expired.
+    RotateSigningKey,
 }
 
 #[tokio::main]
@@ -46,6 +51,15 @@ async fn main() -> anyhow::Result<()> {
         Command::All => Role::All,
         Command::Ingress => Role::Ingress,
         Command::DirectorySync => Role::DirectorySync,
+        Command::Auth => Role::Auth,
+        Command::RotateSigningKey => {
+            let telemetry =
+                bridge_runtime::telemetry::init(&settings.telemetry, "feishu-bridge-keys")?;
+            let kid = feishu_bridge::rotate_signing_key(&settings).await?;
+            tracing::info!(%kid, "new signing key active; the previous ones retire once their tokens expired");
+            telemetry.shutdown();
+            return Ok(());
+        }
         Command::Migrate => {
             let telemetry =
                 bridge_runtime::telemetry::init(&settings.telemetry, "feishu-bridge-migrate")?;

@@ -8,10 +8,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use bridge_runtime::{ApiError, Mount};
 use bridge_store::entity::{department, membership, sync_run, user};
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
-use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use subtle::ConstantTimeEq;
 
 use crate::model;
 use crate::sync::{self, SyncError, SyncOptions};
@@ -48,29 +46,6 @@ fn db_err(e: sea_orm::DbErr) -> ApiError {
     )
 }
 
-/// `Authorization: Bearer <token>` with a token from `api.tokens`, compared in constant time.
-fn authorize(inner: &Inner, req: &HttpRequest) -> Result<(), ApiError> {
-    let given = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    let ok = !given.is_empty()
-        && inner.tokens.iter().fold(false, |acc, t| {
-            acc | bool::from(t.expose_secret().as_bytes().ct_eq(given.as_bytes()))
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            40110,
-            "a service token (Authorization: Bearer ...) is required",
-        ))
-    }
-}
-
 fn known_app(inner: &Inner, app_id: &str) -> Result<(), ApiError> {
     inner.apps.get(app_id).map(|_| ()).ok_or_else(|| {
         ApiError::new(
@@ -81,8 +56,15 @@ fn known_app(inner: &Inner, app_id: &str) -> Result<(), ApiError> {
     })
 }
 
-fn guard(inner: &Inner, req: &HttpRequest, app_id: &str) -> Result<(), ApiError> {
-    authorize(inner, req)?;
+/// A service token, or a session of the app (see `bridge_session::Gate`).
+async fn guard(inner: &Inner, req: &HttpRequest, app_id: &str) -> Result<(), ApiError> {
+    inner.gate.caller(req).await?.require_app(app_id)?;
+    known_app(inner, app_id)
+}
+
+/// A service token, or a session of an admin of the app.
+async fn admin_guard(inner: &Inner, req: &HttpRequest, app_id: &str) -> Result<(), ApiError> {
+    inner.gate.caller(req).await?.require_admin(app_id)?;
     known_app(inner, app_id)
 }
 
@@ -106,7 +88,7 @@ async fn departments(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let app_id = path.into_inner();
-    guard(&inner, &req, &app_id)?;
+    guard(&inner, &req, &app_id).await?;
     let rows = visible_departments(&app_id)
         .all(&inner.db)
         .await
@@ -177,7 +159,7 @@ async fn department_one(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (app_id, id) = path.into_inner();
-    guard(&inner, &req, &app_id)?;
+    guard(&inner, &req, &app_id).await?;
     let d = find_department(&inner, &app_id, &id).await?;
     Ok(HttpResponse::Ok().json(dept_json(&d)))
 }
@@ -188,7 +170,7 @@ async fn children(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (app_id, id) = path.into_inner();
-    guard(&inner, &req, &app_id)?;
+    guard(&inner, &req, &app_id).await?;
     let parent = if id == "0" {
         "0".to_string()
     } else {
@@ -232,7 +214,7 @@ async fn members(
     q: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let (app_id, id) = path.into_inner();
-    guard(&inner, &req, &app_id)?;
+    guard(&inner, &req, &app_id).await?;
     let dept = if id == "0" {
         "0".to_string()
     } else {
@@ -278,7 +260,7 @@ async fn user_one(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (app_id, id) = path.into_inner();
-    guard(&inner, &req, &app_id)?;
+    guard(&inner, &req, &app_id).await?;
     let u = user::Entity::find()
         .filter(user::Column::AppId.eq(&app_id))
         .filter(user::Column::Deleted.eq(false))
@@ -303,7 +285,7 @@ async fn search_users(
     q: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let app_id = path.into_inner();
-    guard(&inner, &req, &app_id)?;
+    guard(&inner, &req, &app_id).await?;
     let size = page_size(&q);
     let mut query = user::Entity::find()
         .filter(user::Column::AppId.eq(&app_id))
@@ -344,7 +326,7 @@ async fn export(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let app_id = path.into_inner();
-    guard(&inner, &req, &app_id)?;
+    guard(&inner, &req, &app_id).await?;
     let e = crate::export::export(&inner.db, &app_id)
         .await
         .map_err(db_err)?;
@@ -366,7 +348,7 @@ async fn start_sync(
     body: Option<web::Json<SyncBody>>,
 ) -> Result<HttpResponse, ApiError> {
     let app_id = path.into_inner();
-    guard(&inner, &req, &app_id)?;
+    admin_guard(&inner, &req, &app_id).await?;
     let body = body.map(|b| b.into_inner()).unwrap_or_default();
     let run_id = uuid::Uuid::new_v4().to_string();
     let opts = SyncOptions {
@@ -427,7 +409,7 @@ async fn runs(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let app_id = path.into_inner();
-    guard(&inner, &req, &app_id)?;
+    guard(&inner, &req, &app_id).await?;
     let rows = sync_run::Entity::find()
         .filter(sync_run::Column::AppId.eq(&app_id))
         .order_by_desc(sync_run::Column::StartedAt)
@@ -444,7 +426,7 @@ async fn run_one(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (app_id, run_id) = path.into_inner();
-    guard(&inner, &req, &app_id)?;
+    guard(&inner, &req, &app_id).await?;
     let r = sync_run::Entity::find_by_id(run_id.clone())
         .filter(sync_run::Column::AppId.eq(&app_id))
         .one(&inner.db)

@@ -20,9 +20,9 @@ use bridge_bus::Bus;
 use bridge_feishu::api::{AppCredentials, FeishuClient, FEISHU_BASE, LARK_BASE};
 use bridge_runtime::settings::DirectorySettings;
 use bridge_runtime::{Mount, Shutdown};
+use bridge_session::Gate;
 use bridge_store::{AppRegistry, Domain};
 use sea_orm::DatabaseConnection;
-use secrecy::SecretString;
 use tokio::task::JoinHandle;
 use url::Url;
 
@@ -38,7 +38,7 @@ pub(crate) struct Inner {
     pub client: FeishuClient,
     pub settings: DirectorySettings,
     pub feishu_base: Option<Url>,
-    pub tokens: Vec<SecretString>,
+    pub gate: Gate,
     pub outbox_wake: tokio::sync::Notify,
     /// Apps with a sync running in this process (PostgreSQL advisory locks cover replicas).
     pub running: Mutex<HashSet<String>>,
@@ -54,7 +54,8 @@ pub struct Deps {
     pub client: FeishuClient,
     pub settings: DirectorySettings,
     pub feishu_base: Option<Url>,
-    pub tokens: Vec<SecretString>,
+    /// Who may call the read API: service tokens and sessions.
+    pub gate: Gate,
 }
 
 #[derive(Clone)]
@@ -62,20 +63,30 @@ pub struct DirectorySync {
     inner: Arc<Inner>,
 }
 
+/// How to call Feishu as `app_id`, if the app is bound and enabled: on its platform's host,
+/// or on `feishu_base` (the emulator) when set.
+pub fn credentials(
+    apps: &AppRegistry,
+    feishu_base: Option<&Url>,
+    app_id: &str,
+) -> Option<AppCredentials> {
+    let b = apps.get(app_id).filter(|b| b.enabled)?;
+    let base = match (feishu_base, b.domain) {
+        (Some(u), _) => u.clone(),
+        (None, Domain::Feishu) => Url::parse(FEISHU_BASE).ok()?,
+        (None, Domain::Lark) => Url::parse(LARK_BASE).ok()?,
+    };
+    Some(AppCredentials {
+        app_id: b.app_id.clone(),
+        app_secret: b.app_secret.clone(),
+        base_url: base,
+    })
+}
+
 impl Inner {
     /// How to call Feishu as `app_id`, if the app is bound and enabled.
     pub fn credentials(&self, app_id: &str) -> Option<AppCredentials> {
-        let b = self.apps.get(app_id).filter(|b| b.enabled)?;
-        let base = match (&self.feishu_base, b.domain) {
-            (Some(u), _) => u.clone(),
-            (None, Domain::Feishu) => Url::parse(FEISHU_BASE).ok()?,
-            (None, Domain::Lark) => Url::parse(LARK_BASE).ok()?,
-        };
-        Some(AppCredentials {
-            app_id: b.app_id.clone(),
-            app_secret: b.app_secret.clone(),
-            base_url: base,
-        })
+        credentials(&self.apps, self.feishu_base.as_ref(), app_id)
     }
 }
 
@@ -89,7 +100,7 @@ impl DirectorySync {
                 client: d.client,
                 settings: d.settings,
                 feishu_base: d.feishu_base,
-                tokens: d.tokens,
+                gate: d.gate,
                 outbox_wake: tokio::sync::Notify::new(),
                 running: Mutex::new(HashSet::new()),
                 rerun: Mutex::new(HashSet::new()),

@@ -20,6 +20,10 @@ pub mod v1 {
     impl DirectoryCommand {
         pub const FULL_NAME: &'static str = "feishu_bridge.v1.DirectoryCommand";
     }
+
+    impl AuthEvent {
+        pub const FULL_NAME: &'static str = "feishu_bridge.v1.AuthEvent";
+    }
 }
 
 /// The AMQP `content_type` of every protobuf body.

@@ -16,6 +16,9 @@ pub const NOTIFY_RESULTS: &str = "notify.results";
 /// Exchange the console publishes directory commands (full sync) to.
 pub const DIRECTORY_COMMANDS: &str = "directory.commands";
 
+/// Exchange auth publishes login and logout records to; key `<app_id>.auth.<login|logout>`.
+pub const AUTH_EVENTS: &str = "auth.events";
+
 /// Queue directory-sync consumes contact events from.
 pub const Q_DIRECTORY_CONTACT_EVENTS: &str = "directory-sync.contact-events";
 /// Queue directory-sync consumes its commands from.
@@ -88,6 +91,7 @@ static EXCHANGES: &[Exchange] = &[
     Exchange {
         name: DIRECTORY_COMMANDS,
     },
+    Exchange { name: AUTH_EVENTS },
 ];
 
 static QUEUES: &[Queue] = &[

@@ -33,6 +33,7 @@ pub struct Settings {
     pub api: ApiSettings,
     pub feishu: FeishuSettings,
     pub directory: DirectorySettings,
+    pub auth: AuthSettings,
     /// App bindings provisioned from the file (secrets from here are stored encrypted).
     pub apps: Vec<AppProvision>,
 }
@@ -254,6 +255,54 @@ impl Default for DirectorySettings {
     }
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// Lifetime of an access token (a JWT other services verify offline).
+    #[serde(with = "humantime_serde")]
+    pub access_ttl: Duration,
+    /// A session can be refreshed until this long after the login.
+    #[serde(with = "humantime_serde")]
+    pub refresh_ttl: Duration,
+    /// How long a started login (its state and PKCE verifier) stays valid.
+    #[serde(with = "humantime_serde")]
+    pub login_ttl: Duration,
+    /// The `iss` of access tokens.
+    pub issuer: String,
+    /// Origins (`https://platform.example.com`) a login may redirect to besides this
+    /// service's own relative paths.
+    pub allowed_redirect_origins: Vec<String>,
+    /// Mark cookies `Secure`; by default when `public_base_url` is https.
+    pub cookie_secure: Option<bool>,
+    /// Overrides Feishu's accounts host (the authorize page), e.g. the emulator; by default
+    /// `feishu.base_url` when set, else accounts.feishu.cn or accounts.larksuite.com.
+    pub authorize_base: Option<Url>,
+    /// Overrides the QR-login SDK script URL; by default derived like `authorize_base`.
+    pub qr_sdk_url: Option<Url>,
+    /// How often each process reads session revocations (logouts) from the database.
+    #[serde(with = "humantime_serde")]
+    pub revocation_poll: Duration,
+    /// Verify sessions against this JWKS instead of the shared database's keys.
+    pub jwks_url: Option<Url>,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            access_ttl: Duration::from_secs(15 * 60),
+            refresh_ttl: Duration::from_secs(30 * 24 * 3600),
+            login_ttl: Duration::from_secs(10 * 60),
+            issuer: "feishu-bridge".into(),
+            allowed_redirect_origins: Vec::new(),
+            cookie_secure: None,
+            authorize_base: None,
+            qr_sdk_url: None,
+            revocation_poll: Duration::from_secs(1),
+            jwks_url: None,
+        }
+    }
+}
+
 /// An app binding provisioned from the settings file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -308,6 +357,7 @@ impl Settings {
                 .separator("__")
                 .list_separator(",")
                 .with_list_parse_key("api.tokens")
+                .with_list_parse_key("auth.allowed_redirect_origins")
                 .try_parsing(true)
                 .source(Some(env)),
         );
@@ -373,6 +423,32 @@ impl Settings {
                     "database.url",
                     "must be postgres://... or sqlite:...",
                 ));
+            }
+        }
+        if self.auth.access_ttl < Duration::from_secs(60)
+            || self.auth.access_ttl > Duration::from_secs(24 * 3600)
+        {
+            return Err(invalid("auth.access_ttl", "must be between 1m and 24h"));
+        }
+        if self.auth.refresh_ttl < self.auth.access_ttl {
+            return Err(invalid(
+                "auth.refresh_ttl",
+                "must not be shorter than auth.access_ttl",
+            ));
+        }
+        for o in &self.auth.allowed_redirect_origins {
+            let ok = Url::parse(o).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host_str().is_some()
+                    && u.path() == "/"
+                    && u.query().is_none()
+                    && !o.ends_with('/')
+            });
+            if !ok {
+                return Err(SettingsError::Invalid {
+                    key: "auth.allowed_redirect_origins",
+                    problem: format!("`{o}` is not an origin like https://platform.example.com"),
+                });
             }
         }
         for (i, app) in self.apps.iter().enumerate() {

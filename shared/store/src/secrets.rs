@@ -11,6 +11,15 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::entity::key_check;
 
 const PREFIX: &str = "v1:";
+
+fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
+    use hmac::{Hmac, Mac};
+    // HMAC accepts keys of any length.
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("hmac takes any key length"));
+    mac.update(data);
+    mac.finalize().into_bytes().into()
+}
 const CHECK_PLAINTEXT: &str = "feishu-bridge master key check";
 
 /// Why a secret could not be sealed or opened.
@@ -32,6 +41,8 @@ pub enum SecretError {
 #[derive(Clone)]
 pub struct MasterKey {
     cipher: Aes256Gcm,
+    /// HMAC-SHA256 of the key over a fixed label: the root of [`MasterKey::derive`].
+    derive_root: [u8; 32],
 }
 
 impl std::fmt::Debug for MasterKey {
@@ -52,7 +63,17 @@ impl MasterKey {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, SecretError> {
         let cipher =
             Aes256Gcm::new_from_slice(bytes).map_err(|_| SecretError::KeyLength(bytes.len()))?;
-        Ok(Self { cipher })
+        let derive_root = hmac_sha256(bytes, b"feishu-bridge key derivation v1");
+        Ok(Self {
+            cipher,
+            derive_root,
+        })
+    }
+
+    /// A 32-byte key for one purpose (e.g. signing auth's login-state cookies), derived from
+    /// the master key: stable across restarts and replicas, independent per purpose.
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        hmac_sha256(&self.derive_root, purpose.as_bytes())
     }
 
     /// A fresh random key, base64 encoded (for `all` mode's generated key file).

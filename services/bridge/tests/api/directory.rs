@@ -21,7 +21,7 @@ pub struct World {
     _running: feishu_emulator::RunningEmulator,
     pub bridge: Bridge,
     pub app: TestApp,
-    settings: bridge_runtime::Settings,
+    pub settings: bridge_runtime::Settings,
 }
 
 pub struct WorldOptions {
@@ -36,6 +36,8 @@ pub struct WorldOptions {
     /// The bridge client's tiers.
     pub client_rate_scale: f64,
     pub events: bool,
+    /// Adjusts the bridge's settings before it starts.
+    pub tweak: fn(&mut bridge_runtime::Settings),
 }
 
 impl Default for WorldOptions {
@@ -50,6 +52,7 @@ impl Default for WorldOptions {
             emulator_rate_scale: 50.0,
             client_rate_scale: 50.0,
             events: true,
+            tweak: |_| {},
         }
     }
 }
@@ -89,9 +92,11 @@ impl World {
         } else {
             fresh_database().await
         };
+        let mut provision = test_app.provision(true);
+        provision.qr_login_enabled = true;
         let mut st = settings(
             BridgeOptions {
-                apps: vec![test_app.provision(true)],
+                apps: vec![provision],
                 ..Default::default()
             },
             db_url.clone(),
@@ -100,7 +105,12 @@ impl World {
         st.feishu.rate_scale = o.client_rate_scale;
         st.api.tokens = vec![SecretString::from(TOKEN.to_string())];
         st.directory.batch_size = 50;
+        (o.tweak)(&mut st);
         let bridge = Bridge::start_with(st.clone(), Role::All).await;
+        // Feishu's redirect list holds the bridge's login callback.
+        let callback = bridge.url(&format!("/auth/feishu/{}/callback", app.app_id));
+        emu.edit_app(&app.app_id, |a| a.redirect_urls = vec![callback])
+            .unwrap();
         if o.events {
             emu.set_request_url(
                 &app.app_id,

@@ -143,6 +143,7 @@ pub struct Bridge {
     pub addr: SocketAddr,
     pub http: reqwest::Client,
     pub directory: Option<bridge_directory_sync::DirectorySync>,
+    pub auth: Option<bridge_auth::Auth>,
     shutdown: Shutdown,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -197,11 +198,13 @@ impl Bridge {
         let addr = app.local_addr();
         let shutdown = app.shutdown();
         let directory = app.directory();
+        let auth = app.auth();
         let task = tokio::spawn(app.run_until_stopped());
         Self {
             addr,
             http: reqwest::Client::new(),
             directory,
+            auth,
             shutdown,
             task: Some(task),
         }

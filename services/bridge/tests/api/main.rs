@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod auth;
+mod browser;
 mod directory;
 mod helpers;
 mod ingress;

@@ -3,6 +3,8 @@
 //! limits per API and app, waiting `x-ogw-ratelimit-reset` on 99991400/429, jittered retries
 //! for 5xx and network errors, a timeout on every call, and typed errors for Feishu's codes.
 
+pub mod application;
+pub mod authen;
 pub mod contact;
 pub mod limit;
 mod token;
@@ -125,6 +127,38 @@ struct Envelope<T> {
     data: Option<T>,
 }
 
+/// The OAuth endpoints answer flat: `{"code":0,"access_token":...}` or
+/// `{"code":20003,"error":"invalid_grant","error_description":"..."}`.
+#[derive(Deserialize)]
+struct FlatEnvelope {
+    #[serde(default)]
+    code: i64,
+    #[serde(default)]
+    msg: Option<String>,
+    #[serde(default)]
+    error_description: Option<String>,
+}
+
+/// Which token a call carries.
+#[derive(Clone, Copy)]
+pub(crate) enum Auth<'a> {
+    /// The app's tenant_access_token (cached, refreshed).
+    Tenant,
+    /// A user_access_token.
+    User(&'a str),
+    /// None: the OAuth token endpoint authenticates with the client secret in the body.
+    Anonymous,
+}
+
+/// Where the answer's payload is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shape {
+    /// `{"code":0,"msg":"ok","data":{...}}`
+    Data,
+    /// The whole body (OAuth endpoints).
+    Flat,
+}
+
 /// One page of a paginated list.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Page<T> {
@@ -187,11 +221,20 @@ impl FeishuClient {
         path: &str,
         query: &[(&str, String)],
     ) -> Result<T, FeishuError> {
-        self.call::<(), T>(app, api, tier, Method::GET, path, query, None)
-            .await
+        self.call::<(), T>(
+            app,
+            api,
+            tier,
+            (Auth::Tenant, Shape::Data),
+            Method::GET,
+            path,
+            query,
+            None,
+        )
+        .await
     }
 
-    #[allow(dead_code)] // the authen, application and im calls come with their services
+    #[allow(dead_code)] // the im calls come with the notifier
     pub(crate) async fn post<B: Serialize, T: DeserializeOwned>(
         &self,
         app: &AppCredentials,
@@ -201,16 +244,26 @@ impl FeishuClient {
         query: &[(&str, String)],
         body: &B,
     ) -> Result<T, FeishuError> {
-        self.call(app, api, tier, Method::POST, path, query, Some(body))
-            .await
+        self.call(
+            app,
+            api,
+            tier,
+            (Auth::Tenant, Shape::Data),
+            Method::POST,
+            path,
+            query,
+            Some(body),
+        )
+        .await
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn call<B: Serialize, T: DeserializeOwned>(
+    pub(crate) async fn call<B: Serialize, T: DeserializeOwned>(
         &self,
         app: &AppCredentials,
         api: &'static str,
         tier: Tier,
+        (auth, shape): (Auth<'_>, Shape),
         method: Method,
         path: &str,
         query: &[(&str, String)],
@@ -225,12 +278,15 @@ impl FeishuClient {
         let mut refreshed = false;
         loop {
             self.limiter.acquire(api, &app.app_id, tier).await;
-            let token = self.tenant_token(app).await?;
-            let mut req = self
-                .http
-                .request(method.clone(), url.clone())
-                .bearer_auth(&token)
-                .query(query);
+            let token = match auth {
+                Auth::Tenant => Some(self.tenant_token(app).await?),
+                Auth::User(t) => Some(t.to_string()),
+                Auth::Anonymous => None,
+            };
+            let mut req = self.http.request(method.clone(), url.clone()).query(query);
+            if let Some(t) = &token {
+                req = req.bearer_auth(t);
+            }
             if let Some(b) = body {
                 req = req.json(b);
             }
@@ -270,6 +326,34 @@ impl FeishuClient {
                     continue;
                 }
             };
+            if shape == Shape::Flat {
+                match self.flat(api, status, reset, &bytes)? {
+                    FlatOutcome::Done(v) => return Ok(v),
+                    FlatOutcome::RateLimited(wait) => {
+                        limited += 1;
+                        if limited >= self.opts.max_rate_limited {
+                            return Err(FeishuError::RateLimited {
+                                api,
+                                attempts: limited,
+                            });
+                        }
+                        self.limiter.penalise(api, &app.app_id, wait);
+                        tokio::time::sleep(wait).await;
+                    }
+                    FlatOutcome::Transient(detail) => {
+                        failures += 1;
+                        if failures >= self.opts.max_attempts {
+                            return Err(FeishuError::Unavailable {
+                                api,
+                                detail,
+                                attempts: failures,
+                            });
+                        }
+                        tokio::time::sleep(self.backoff(failures)).await;
+                    }
+                }
+                continue;
+            }
             let env: Option<Envelope<T>> = serde_json::from_slice(&bytes).ok();
             let code = env.as_ref().map(|e| e.code);
             if status == 429 || code == Some(RATE_LIMITED) {
@@ -309,11 +393,13 @@ impl FeishuClient {
                     ),
                 });
             };
-            if TOKEN_CODES.contains(&env.code) && !refreshed {
-                // The cached token was revoked or expired early: drop it for real, once.
-                refreshed = true;
-                self.tokens.invalidate(&app.app_id, &token).await;
-                continue;
+            if let (Auth::Tenant, Some(token)) = (auth, &token) {
+                if TOKEN_CODES.contains(&env.code) && !refreshed {
+                    // The cached token was revoked or expired early: drop it for real, once.
+                    refreshed = true;
+                    self.tokens.invalidate(&app.app_id, token).await;
+                    continue;
+                }
             }
             if env.code != 0 {
                 metrics::counter!("feishu_api_calls_total", "api" => api, "outcome" => "error")
@@ -338,5 +424,61 @@ impl FeishuClient {
                     }),
             };
         }
+    }
+}
+
+enum FlatOutcome<T> {
+    Done(T),
+    RateLimited(Duration),
+    Transient(String),
+}
+
+impl FeishuClient {
+    /// Reads a flat OAuth answer: the value, a rate limit to wait out, a transient failure
+    /// (5xx, 20050 server error, 20072 temporarily unavailable), or Feishu's error.
+    fn flat<T: DeserializeOwned>(
+        &self,
+        api: &'static str,
+        status: u16,
+        reset: Option<f64>,
+        bytes: &[u8],
+    ) -> Result<FlatOutcome<T>, FeishuError> {
+        let env: Option<FlatEnvelope> = serde_json::from_slice(bytes).ok();
+        let code = env.as_ref().map(|e| e.code);
+        if status == 429 || code == Some(RATE_LIMITED) {
+            metrics::counter!("feishu_api_calls_total", "api" => api, "outcome" => "rate_limited")
+                .increment(1);
+            let wait = Duration::from_secs_f64(reset.unwrap_or(1.0).clamp(0.0, 300.0));
+            return Ok(FlatOutcome::RateLimited(wait));
+        }
+        let env = match env {
+            Some(e) if status < 500 && !matches!(e.code, 20050 | 20072) => e,
+            _ => {
+                metrics::counter!("feishu_api_calls_total", "api" => api, "outcome" => "server_error")
+                    .increment(1);
+                return Ok(FlatOutcome::Transient(format!(
+                    "http {status} code {}",
+                    code.unwrap_or(-1)
+                )));
+            }
+        };
+        if env.code != 0 {
+            metrics::counter!("feishu_api_calls_total", "api" => api, "outcome" => "error")
+                .increment(1);
+            return Err(FeishuError::Api {
+                api,
+                code: env.code,
+                msg: env.error_description.or(env.msg).unwrap_or_default(),
+                status,
+                log_id: None,
+            });
+        }
+        metrics::counter!("feishu_api_calls_total", "api" => api, "outcome" => "ok").increment(1);
+        serde_json::from_slice(bytes)
+            .map(FlatOutcome::Done)
+            .map_err(|e| FeishuError::Decode {
+                api,
+                detail: e.to_string(),
+            })
     }
 }

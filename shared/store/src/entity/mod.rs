@@ -1,6 +1,10 @@
 //! sea-orm entities.
 
 pub mod app_binding;
+pub mod auth_login_state;
+pub mod auth_refresh_token;
+pub mod auth_session;
+pub mod auth_signing_key;
 pub mod department;
 pub mod key_check;
 pub mod membership;
