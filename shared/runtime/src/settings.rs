@@ -570,6 +570,44 @@ team_name = "Team"
     }
 
     #[test]
+    fn the_example_settings_load() {
+        let example =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/bridge.example.toml");
+        let s = Settings::load_from(Some(&example), env(&[])).unwrap();
+        assert_eq!(s.auth.access_ttl, Duration::from_secs(15 * 60));
+    }
+
+    #[test]
+    fn auth_settings_are_checked() {
+        let e = Settings::load_from(
+            None,
+            env(&[(
+                "BRIDGE__AUTH__ALLOWED_REDIRECT_ORIGINS",
+                "https://ok.example,https://bad.example/path",
+            )]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("auth.allowed_redirect_origins") && e.contains("bad.example"),
+            "{e}"
+        );
+        let e = Settings::load_from(None, env(&[("BRIDGE__AUTH__ACCESS_TTL", "5s")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("auth.access_ttl"), "{e}");
+        let ok = Settings::load_from(
+            None,
+            env(&[(
+                "BRIDGE__AUTH__ALLOWED_REDIRECT_ORIGINS",
+                "https://a.example,http://b.example:8080",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(ok.auth.allowed_redirect_origins.len(), 2);
+    }
+
+    #[test]
     fn missing_file_is_an_error() {
         let e = Settings::load_from(Some(Path::new("/nonexistent/x.toml")), env(&[]))
             .unwrap_err()

@@ -40,6 +40,32 @@ enum Cmd {
         #[arg(long, default_value_t = 4)]
         channels: usize,
     },
+    /// Whole logins per second: through the bridge (`--bridge`), or the same Feishu round trips
+    /// made directly against the emulator (no `--bridge`: the baseline).
+    Logins {
+        #[arg(long)]
+        bridge: Option<String>,
+        #[arg(long)]
+        emulator: String,
+        #[arg(long)]
+        app_id: String,
+        #[arg(long)]
+        app_secret: String,
+        /// Comma-separated user_ids to log in as, in turn.
+        #[arg(long, value_delimiter = ',')]
+        users: Vec<String>,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// Access-token verifications per second with the shared helper, next to bare Ed25519.
+    JwtVerify {
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
     /// Publishes contact events straight to `feishu.events` (as the ingress would) and measures
     /// how fast directory-sync applies them, by watching its processed-event table.
     ContactEvents {
@@ -137,6 +163,7 @@ fn event_json(app_id: &str, token: &str, i: usize) -> String {
     .to_string()
 }
 
+mod auth;
 mod directory;
 mod http1;
 
@@ -430,6 +457,27 @@ async fn main() -> anyhow::Result<()> {
             channels,
         } => ceiling(amqp, app_id, messages, concurrency, channels).await,
         Cmd::Purge { amqp, queue } => purge(amqp, queue).await,
+        Cmd::Logins {
+            bridge,
+            emulator,
+            app_id,
+            app_secret,
+            users,
+            concurrency,
+            seconds,
+        } => {
+            auth::logins(auth::LoginArgs {
+                bridge,
+                emulator,
+                app_id,
+                app_secret,
+                users,
+                concurrency,
+                seconds,
+            })
+            .await
+        }
+        Cmd::JwtVerify { seconds, threads } => auth::jwt_verify(seconds, threads).await,
         Cmd::ContactEvents {
             amqp,
             db,
