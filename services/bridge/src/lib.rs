@@ -30,6 +30,8 @@ pub enum Role {
     DirectorySync,
     /// QR-code and in-client login, sessions, JWKS.
     Auth,
+    /// The admin console: bindings, checklist, install, the admin page.
+    Console,
 }
 
 impl Role {
@@ -39,6 +41,7 @@ impl Role {
             Role::Ingress => "ingress",
             Role::DirectorySync => "directory-sync",
             Role::Auth => "auth",
+            Role::Console => "console",
         }
     }
 
@@ -202,6 +205,7 @@ impl Application {
                 bus.clone(),
             );
             mounts.push(ingress.mount());
+            tasks.push(ingress.start(shutdown.clone()));
         }
         let client = FeishuClient::new(ClientOptions {
             timeout: settings.feishu.timeout,
@@ -222,7 +226,7 @@ impl Application {
                 ..Default::default()
             },
         );
-        if role.runs(Role::DirectorySync) || role.runs(Role::Auth) {
+        if role.runs(Role::DirectorySync) || role.runs(Role::Auth) || role.runs(Role::Console) {
             let stop = shutdown.clone();
             tasks.push(verifier.spawn_revocation_poll(
                 db.clone(),
@@ -230,7 +234,26 @@ impl Application {
                 async move { stop.wait().await },
             ));
         }
-        let gate = Gate::new(settings.api.tokens.clone(), Some(verifier.clone()));
+        // The console's bootstrap admin token opens the read API too (the console page shows
+        // the synced organisation through it).
+        let mut service_tokens = settings.api.tokens.clone();
+        service_tokens.extend(settings.console.admin_token.clone());
+        let gate = Gate::new(service_tokens, Some(verifier.clone()));
+        // The console's resources go before directory-sync's `/api/v1/apps/{app_id}` scope,
+        // which would otherwise take their paths.
+        if role.runs(Role::Console) {
+            let console = bridge_console::Console::new(bridge_console::Deps {
+                db: db.clone(),
+                bus: bus.clone(),
+                apps: registry.clone(),
+                client: client.clone(),
+                gate: gate.clone(),
+                settings: settings.console.clone(),
+                public_base_url: settings.public_base_url.clone(),
+                feishu_base: settings.feishu.base_url.clone(),
+            });
+            mounts.push(console.mount());
+        }
         let mut directory = None;
         if role.runs(Role::DirectorySync) {
             let ds = DirectorySync::new(bridge_directory_sync::Deps {

@@ -1,4 +1,4 @@
-//! `feishu-bridge [--config FILE] <all|ingress|directory-sync|auth|migrate|rotate-signing-key>`: parse the command line, load settings,
+//! `feishu-bridge [--config FILE] <all|ingress|directory-sync|auth|console|migrate|rotate-signing-key>`: parse the command line, load settings,
 //! start telemetry, run.
 
 use std::path::PathBuf;
@@ -36,6 +36,8 @@ enum Command {
     DirectorySync,
     /// Feishu QR-code and in-client login, sessions, JWKS.
     Auth,
+    /// The admin console (bindings, setup checklist, install / initialise, the admin page).
+    Console,
     /// Run database migrations and exit.
     Migrate,
     /// Add a new session signing key (it signs from now on) and retire the others; they stay
@@ -52,6 +54,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Ingress => Role::Ingress,
         Command::DirectorySync => Role::DirectorySync,
         Command::Auth => Role::Auth,
+        Command::Console => Role::Console,
         Command::RotateSigningKey => {
             let telemetry =
                 bridge_runtime::telemetry::init(&settings.telemetry, "feishu-bridge-keys")?;

@@ -34,6 +34,7 @@ pub struct Settings {
     pub feishu: FeishuSettings,
     pub directory: DirectorySettings,
     pub auth: AuthSettings,
+    pub console: ConsoleSettings,
     /// App bindings provisioned from the file (secrets from here are stored encrypted).
     pub apps: Vec<AppProvision>,
 }
@@ -299,6 +300,28 @@ impl Default for AuthSettings {
             qr_sdk_url: None,
             revocation_poll: Duration::from_secs(1),
             jwks_url: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleSettings {
+    /// The bootstrap admin token (`Authorization: Bearer`), for the first binding and when no
+    /// Feishu admin can log in. SECRET.
+    pub admin_token: Option<SecretString>,
+    /// The web app's home pages the checklist tells the operator to enter in Feishu's console
+    /// (paths on `public_base_url`).
+    pub desktop_home_path: String,
+    pub mobile_home_path: String,
+}
+
+impl Default for ConsoleSettings {
+    fn default() -> Self {
+        Self {
+            admin_token: None,
+            desktop_home_path: "/".into(),
+            mobile_home_path: "/".into(),
         }
     }
 }

@@ -5,6 +5,7 @@
 
 mod auth;
 mod browser;
+mod console;
 mod directory;
 mod helpers;
 mod ingress;
