@@ -4,9 +4,10 @@ export CARGO_TERM_COLOR ?= never
 
 .PHONY: demo run test test-unit lint fmt fmt-check clippy bench bench-ingress bench-directory bench-auth up down build release migrate services-check browser-check
 
-## Try it: every service in one process on SQLite and the embedded bus (no servers needed).
+## Try it: the Feishu emulator with a demo organisation and every service in one process on
+## SQLite and the embedded bus (no servers needed), set up and initialised. Ctrl-C stops it.
 demo:
-	$(CARGO) run -p feishu-bridge -- --config deploy/demo.toml all
+	@bash scripts/demo.sh
 
 ## Run `all` with your own settings file (BRIDGE_CONFIG=path) or environment.
 run:
