@@ -26,6 +26,8 @@ pub enum Role {
     Ingress,
     /// Contact events, full sync and reconcile, the read API, org-change events.
     DirectorySync,
+    /// Bot messages to users, departments and chats; delivery reports; the bot's answers.
+    Notifier,
 }
 
 impl Role {
@@ -34,6 +36,7 @@ impl Role {
             Role::All => "all",
             Role::Ingress => "ingress",
             Role::DirectorySync => "directory-sync",
+            Role::Notifier => "notifier",
         }
     }
 
@@ -197,19 +200,19 @@ impl Application {
             );
             mounts.push(ingress.mount());
         }
+        let client = FeishuClient::new(ClientOptions {
+            timeout: settings.feishu.timeout,
+            rate_scale: settings.feishu.rate_scale,
+            ..Default::default()
+        })
+        .context("Feishu client")?;
         let mut directory = None;
         if role.runs(Role::DirectorySync) {
-            let client = FeishuClient::new(ClientOptions {
-                timeout: settings.feishu.timeout,
-                rate_scale: settings.feishu.rate_scale,
-                ..Default::default()
-            })
-            .context("Feishu client")?;
             let ds = DirectorySync::new(bridge_directory_sync::Deps {
                 db: db.clone(),
                 bus: bus.clone(),
                 apps: registry.clone(),
-                client,
+                client: client.clone(),
                 settings: settings.directory.clone(),
                 feishu_base: settings.feishu.base_url.clone(),
                 tokens: settings.api.tokens.clone(),
@@ -217,6 +220,21 @@ impl Application {
             mounts.push(ds.mount());
             tasks.extend(ds.start(shutdown.clone()));
             directory = Some(ds);
+        }
+        if role.runs(Role::Notifier) {
+            let notifier = bridge_notifier::Notifier::new(bridge_notifier::Deps {
+                db: db.clone(),
+                bus: bus.clone(),
+                apps: registry.clone(),
+                client: client.clone(),
+                settings: settings.notifier.clone(),
+                feishu_base: settings.feishu.base_url.clone(),
+                rate_scale: settings.feishu.rate_scale,
+                tokens: settings.api.tokens.clone(),
+            })
+            .context("settings: `notifier.templates_dir`")?;
+            mounts.push(notifier.mount());
+            tasks.extend(notifier.start(shutdown.clone()));
         }
         let server = HttpServer::bind(&settings.http, mounts, readiness)?;
         Ok(Self {

@@ -34,6 +34,9 @@ enum Command {
     Ingress,
     /// Contact events, full sync and reconcile -> the directory and exchange org.changes.
     DirectorySync,
+    /// Bot messages from exchange notify.requests and the HTTP API -> Feishu; reports to
+    /// exchange notify.results; the bot's help, greeting and card updates.
+    Notifier,
     /// Run database migrations and exit.
     Migrate,
 }
@@ -46,6 +49,7 @@ async fn main() -> anyhow::Result<()> {
         Command::All => Role::All,
         Command::Ingress => Role::Ingress,
         Command::DirectorySync => Role::DirectorySync,
+        Command::Notifier => Role::Notifier,
         Command::Migrate => {
             let telemetry =
                 bridge_runtime::telemetry::init(&settings.telemetry, "feishu-bridge-migrate")?;

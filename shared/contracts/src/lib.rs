@@ -20,6 +20,14 @@ pub mod v1 {
     impl DirectoryCommand {
         pub const FULL_NAME: &'static str = "feishu_bridge.v1.DirectoryCommand";
     }
+
+    impl NotifyRequest {
+        pub const FULL_NAME: &'static str = "feishu_bridge.v1.NotifyRequest";
+    }
+
+    impl DeliveryReport {
+        pub const FULL_NAME: &'static str = "feishu_bridge.v1.DeliveryReport";
+    }
 }
 
 /// The AMQP `content_type` of every protobuf body.

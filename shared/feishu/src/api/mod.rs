@@ -4,6 +4,7 @@
 //! for 5xx and network errors, a timeout on every call, and typed errors for Feishu's codes.
 
 pub mod contact;
+pub mod im;
 pub mod limit;
 mod token;
 

@@ -4,6 +4,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_app_bindings;
 mod m20261124_000002_directory;
+mod m20261124_000004_notifier;
 
 pub struct Migrator;
 
@@ -13,6 +14,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261124_000001_app_bindings::Migration),
             Box::new(m20261124_000002_directory::Migration),
+            Box::new(m20261124_000004_notifier::Migration),
         ]
     }
 }
