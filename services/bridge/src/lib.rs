@@ -233,7 +233,9 @@ impl Application {
                 tokens: settings.api.tokens.clone(),
             })
             .context("settings: `notifier.templates_dir`")?;
-            mounts.push(notifier.mount());
+            // Before directory-sync's `/api/v1/apps/{app_id}` scope, which would otherwise take
+            // `/api/v1/apps/{app_id}/messages` (a scope does not fall through).
+            mounts.insert(0, notifier.mount());
             tasks.extend(notifier.start(shutdown.clone()));
         }
         let server = HttpServer::bind(&settings.http, mounts, readiness)?;

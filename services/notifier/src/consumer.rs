@@ -72,6 +72,14 @@ async fn reject(inner: &Inner, d: Delivery, req: Option<&NotifyRequest>, r: &Rej
     metrics::counter!("notifier_requests_total", "outcome" => "rejected").increment(1);
     let reason = format!("{} ({})", r, r.code());
     tracing::warn!(message_id = %d.props.message_id, reason, "notify request rejected");
+    // Several deployments may share a broker, each seeing every request: one for an app it
+    // does not serve is only dead-lettered here, not answered for.
+    if matches!(r, Rejection::UnknownApp(_)) {
+        if let Err(e) = d.dead_letter(&reason).await {
+            tracing::warn!(error = %e, "dead-lettering failed; the request will come back");
+        }
+        return;
+    }
     let report = DeliveryReport {
         app_id: req.map(|q| q.app_id.clone()).unwrap_or_default(),
         idempotency_key: req

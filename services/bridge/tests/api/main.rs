@@ -6,6 +6,7 @@
 mod directory;
 mod helpers;
 mod ingress;
+mod notifier;
 mod outage;
 mod process;
 mod store;
