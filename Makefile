@@ -2,7 +2,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: demo run test test-unit lint fmt fmt-check clippy bench bench-ingress bench-directory up down build release migrate services-check
+.PHONY: demo run test test-unit lint fmt fmt-check clippy bench bench-ingress bench-directory bench-notifier up down build release migrate services-check
 
 ## Try it: every service in one process on SQLite and the embedded bus (no servers needed).
 demo:
@@ -45,13 +45,16 @@ clippy:
 services-check:
 	@bash scripts/check-services.sh
 
-bench: bench-ingress bench-directory
+bench: bench-ingress bench-directory bench-notifier
 
 bench-directory:
 	bash bench/directory.sh
 
 bench-ingress:
 	bash bench/ingress.sh
+
+bench-notifier:
+	bash bench/notifier.sh
 
 up:
 	docker compose up -d --build

@@ -254,7 +254,9 @@ impl Emulator {
                 bots: vec![],
             });
             if chat.chat_type != "group" {
-                return Err(EmulatorError::Invalid("a bot is added to group chats only".into()));
+                return Err(EmulatorError::Invalid(
+                    "a bot is added to group chats only".into(),
+                ));
             }
             if !chat.members.iter().any(|m| m == operator_user_id) {
                 chat.members.push(operator_user_id.to_string());

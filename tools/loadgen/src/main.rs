@@ -66,6 +66,18 @@ enum Cmd {
         #[arg(long, default_value_t = 20_000)]
         transactions: usize,
     },
+    /// Publishes notification requests, each to one distinct user, to `notify.requests`.
+    NotifyRequests {
+        #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+        amqp: String,
+        #[arg(long)]
+        app_id: String,
+        #[arg(long, default_value_t = 3000)]
+        count: usize,
+        /// The first generated user (`u0000000` is 0).
+        #[arg(long, default_value_t = 0)]
+        first_user: usize,
+    },
     /// Empties a queue (after a run).
     Purge {
         #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
@@ -139,6 +151,7 @@ fn event_json(app_id: &str, token: &str, i: usize) -> String {
 
 mod directory;
 mod http1;
+mod notify;
 
 struct Prepared {
     body: bytes::Bytes,
@@ -430,6 +443,12 @@ async fn main() -> anyhow::Result<()> {
             channels,
         } => ceiling(amqp, app_id, messages, concurrency, channels).await,
         Cmd::Purge { amqp, queue } => purge(amqp, queue).await,
+        Cmd::NotifyRequests {
+            amqp,
+            app_id,
+            count,
+            first_user,
+        } => notify::requests(&amqp, &app_id, count, first_user).await,
         Cmd::ContactEvents {
             amqp,
             db,

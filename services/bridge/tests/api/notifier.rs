@@ -31,6 +31,8 @@ struct Opts {
     /// The emulator's and the bridge client's tiers (1.0 = Feishu's numbers).
     rate_scale: f64,
     batch_schedule_ms: u64,
+    /// `all` on SQLite and the embedded bus (as `make demo` runs).
+    embedded: bool,
 }
 
 impl Default for Opts {
@@ -40,6 +42,7 @@ impl Default for Opts {
             departments: 4,
             rate_scale: 20.0,
             batch_schedule_ms: 0,
+            embedded: false,
         }
     }
 }
@@ -51,6 +54,7 @@ struct World {
     app: TestApp,
     settings: bridge_runtime::Settings,
     results: BusQueue,
+    reports: HashMap<String, DeliveryReport>,
     _amqp: lapin::Connection,
     channel: lapin::Channel,
     _templates: tempfile::TempDir,
@@ -96,12 +100,24 @@ impl World {
             APPROVAL_CARD,
         )
         .unwrap();
+        let db_url = if o.embedded {
+            let dir = std::env::temp_dir().join(format!("fbn-{}", uuid::Uuid::new_v4().simple()));
+            std::fs::create_dir_all(&dir).unwrap();
+            format!("sqlite://{}?mode=rwc", dir.join("bridge.sqlite").display())
+        } else {
+            fresh_database().await
+        };
         let mut st = settings(
             BridgeOptions {
                 apps: vec![test_app.provision(true)],
+                broker_url: if o.embedded {
+                    "embedded".into()
+                } else {
+                    AMQP_URL.into()
+                },
                 ..Default::default()
             },
-            fresh_database().await,
+            db_url,
         );
         st.feishu.base_url = Some(running.base_url().parse().unwrap());
         st.feishu.rate_scale = o.rate_scale;
@@ -137,6 +153,7 @@ impl World {
             app: test_app,
             settings: st,
             results,
+            reports: HashMap::new(),
             _amqp: amqp,
             channel,
             _templates: templates,
@@ -172,7 +189,12 @@ impl World {
         self.emu.open_id(&self.app.app_id, uid)
     }
 
-    fn request(&self, key: &str, targets: Targets, message: notify_request::Message) -> NotifyRequest {
+    fn request(
+        &self,
+        key: &str,
+        targets: Targets,
+        message: notify_request::Message,
+    ) -> NotifyRequest {
         NotifyRequest {
             app_id: self.app.app_id.clone(),
             idempotency_key: key.to_string(),
@@ -231,15 +253,20 @@ impl World {
             .unwrap()
     }
 
-    /// The next delivery report whose idempotency key is `key` (others are skipped).
+    /// The delivery report of the request with idempotency key `key` (reports come in any
+    /// order; those of other keys are kept for later).
     async fn report(&mut self, key: &str) -> DeliveryReport {
         loop {
-            let m = self.results.next().await;
-            let r = DeliveryReport::decode(m.body.as_slice()).unwrap();
-            if r.idempotency_key == key {
-                assert_eq!(m.props.kind().as_ref().unwrap().as_str(), "feishu_bridge.v1.DeliveryReport");
+            if let Some(r) = self.reports.remove(key) {
                 return r;
             }
+            let m = self.results.next().await;
+            assert_eq!(
+                m.props.kind().as_ref().unwrap().as_str(),
+                "feishu_bridge.v1.DeliveryReport"
+            );
+            let r = DeliveryReport::decode(m.body.as_slice()).unwrap();
+            self.reports.insert(r.idempotency_key.clone(), r);
         }
     }
 
@@ -271,10 +298,18 @@ impl World {
     /// The reasons the requests with `keys` were dead-lettered for (requests of other tests'
     /// apps, which every bridge on the broker sees, are skipped).
     async fn dead_letters(&self, keys: &[&str]) -> HashMap<String, String> {
-        let queue = format!("{}notifier.requests.dead", self.settings.broker.queue_prefix);
+        let queue = format!(
+            "{}notifier.requests.dead",
+            self.settings.broker.queue_prefix
+        );
         let ch = self._amqp.create_channel().await.unwrap();
         let mut consumer = ch
-            .basic_consume(&queue, "test-dlq", BasicConsumeOptions::default(), FieldTable::default())
+            .basic_consume(
+                &queue,
+                "test-dlq",
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
             .await
             .unwrap();
         let mut out = HashMap::new();
@@ -291,7 +326,9 @@ impl World {
                 .as_ref()
                 .and_then(|h| h.inner().get("x-bridge-dead-reason").cloned())
                 .and_then(|v| match v {
-                    AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+                    AMQPValue::LongString(s) => {
+                        Some(String::from_utf8_lossy(s.as_bytes()).into_owned())
+                    }
                     _ => None,
                 })
                 .unwrap_or_default();
@@ -364,10 +401,17 @@ async fn every_target_and_message_kind_lands_in_the_inbox() {
     // Post, card and both templates to one user.
     let ou5 = w.open_id(&World::uid(5));
     let post = json!({"zh_cn": {"title": "Weekly", "content": [[{"tag": "text", "text": "numbers are up"}]]}});
-    let card = json!({"schema": "2.0", "body": {"elements": [{"tag": "markdown", "content": "a card"}]}});
+    let card =
+        json!({"schema": "2.0", "body": {"elements": [{"tag": "markdown", "content": "a card"}]}});
     let messages = [
-        ("kinds-post", notify_request::Message::PostJson(post.to_string())),
-        ("kinds-card", notify_request::Message::CardJson(card.to_string())),
+        (
+            "kinds-post",
+            notify_request::Message::PostJson(post.to_string()),
+        ),
+        (
+            "kinds-card",
+            notify_request::Message::CardJson(card.to_string()),
+        ),
         (
             "kinds-tmpl-text",
             notify_request::Message::Template(Template {
@@ -384,7 +428,8 @@ async fn every_target_and_message_kind_lands_in_the_inbox() {
         ),
     ];
     for (key, m) in messages.clone() {
-        w.publish(&w.request(key, to_users(vec![ou5.clone()]), m)).await;
+        w.publish(&w.request(key, to_users(vec![ou5.clone()]), m))
+            .await;
     }
     for (key, _) in &messages {
         let r = w.report(key).await;
@@ -393,11 +438,17 @@ async fn every_target_and_message_kind_lands_in_the_inbox() {
     let got = w.sent_to(&World::uid(5));
     assert_eq!(got.len(), 4);
     let by_type = |ty: &str| -> Vec<Value> {
-        got.iter().filter(|m| m.msg_type == ty).map(content).collect()
+        got.iter()
+            .filter(|m| m.msg_type == ty)
+            .map(content)
+            .collect()
     };
     assert_eq!(by_type("post"), vec![post]);
     let texts = by_type("text");
-    assert_eq!(texts[0]["text"], "Welcome 张三, your account zs01 is ready.");
+    assert_eq!(
+        texts[0]["text"],
+        "Welcome 张三, your account zs01 is ready."
+    );
     let cards = by_type("interactive");
     assert_eq!(cards.len(), 2);
     assert!(cards.contains(&card));
@@ -417,10 +468,14 @@ async fn every_target_and_message_kind_lands_in_the_inbox() {
     let members: Vec<String> = t
         .users
         .values()
-        .filter(|u| u.departments.iter().any(|m| {
-            m.department == dept
-                || t.departments.get(&m.department).is_some_and(|d| d.parent == dept)
-        }))
+        .filter(|u| {
+            u.departments.iter().any(|m| {
+                m.department == dept
+                    || t.departments
+                        .get(&m.department)
+                        .is_some_and(|d| d.parent == dept)
+            })
+        })
         .map(|u| u.user_id.clone())
         .collect();
     let before: HashMap<String, usize> = members
@@ -431,7 +486,8 @@ async fn every_target_and_message_kind_lands_in_the_inbox() {
         department_ids: vec![dept],
         ..Default::default()
     };
-    w.publish(&w.request("kinds-dept", targets, text("all hands at 3"))).await;
+    w.publish(&w.request("kinds-dept", targets, text("all hands at 3")))
+        .await;
     let r = w.report("kinds-dept").await;
     assert_eq!(r.status, DeliveryStatus::Delivered as i32, "{r:?}");
     assert_eq!(r.batch_message_ids.len(), 1);
@@ -440,7 +496,10 @@ async fn every_target_and_message_kind_lands_in_the_inbox() {
         let got = w.sent_to(u);
         assert_eq!(got.len(), before[u] + 1, "{u}");
         let last = got.last().unwrap();
-        assert_eq!(last.batch_id.as_deref(), Some(r.batch_message_ids[0].as_str()));
+        assert_eq!(
+            last.batch_id.as_deref(),
+            Some(r.batch_message_ids[0].as_str())
+        );
         assert_eq!(content(last)["text"], "all hands at 3");
     }
     let asked = w
@@ -479,8 +538,12 @@ async fn a_repeated_or_redelivered_request_sends_nothing_twice() {
     assert_eq!(body["notification_id"], first.notification_id.as_str());
     // A sentinel request goes through the same queue after them: once it is reported, the
     // repeats were handled.
-    w.publish(&w.request("sentinel", to_users(vec![w.open_id(&World::uid(9))]), text("s")))
-        .await;
+    w.publish(&w.request(
+        "sentinel",
+        to_users(vec![w.open_id(&World::uid(9))]),
+        text("s"),
+    ))
+    .await;
     w.report("sentinel").await;
     for i in 1..=3 {
         assert_eq!(w.sent_to(&World::uid(i)).len(), 1, "user {i}");
@@ -512,7 +575,12 @@ async fn a_ten_thousand_user_department_is_chunked_and_followed() {
         .unwrap()
         .to_string();
     let r = w.report("big").await;
-    assert_eq!(r.status, DeliveryStatus::Delivered as i32, "{:?}", r.failures.first());
+    assert_eq!(
+        r.status,
+        DeliveryStatus::Delivered as i32,
+        "{:?}",
+        r.failures.first()
+    );
     assert_eq!((r.recipients, r.sent, r.failed), (10_000, 10_000, 0));
     assert_eq!(r.batch_message_ids.len(), 50, "10,000 ids in chunks of 200");
     let sent = w.sent();
@@ -529,19 +597,24 @@ async fn a_ten_thousand_user_department_is_chunked_and_followed() {
     assert_eq!(batches.len(), 50);
     for b in batches {
         assert_eq!(b["status"], "done");
-        assert_eq!(b["valid_user_ids_count"], 200, "progress followed until scheduled");
+        assert_eq!(
+            b["valid_user_ids_count"], 200,
+            "progress followed until scheduled"
+        );
         assert_eq!(b["success_user_ids_count"], 200);
     }
 }
 
 #[tokio::test]
 async fn under_forced_rate_limits_it_slows_down_and_loses_nothing() {
-    // Feishu's real tiers: 5 QPS to one user, and a third of the calls refused with 99991400.
+    // Feishu's real tiers: 5 QPS to one user, and a third of the calls refused with 99991400;
+    // two notifier replicas on one database share the budget.
     let mut w = World::new(Opts {
         rate_scale: 1.0,
         ..Default::default()
     })
     .await;
+    let second = Bridge::start_with(w.settings.clone(), Role::Notifier).await;
     w.emu.set_faults(vec![Fault {
         api: "im.messages.create".into(),
         kind: FaultKind::RateLimit,
@@ -551,8 +624,12 @@ async fn under_forced_rate_limits_it_slows_down_and_loses_nothing() {
     let one = w.open_id(&World::uid(1));
     let keys: Vec<String> = (0..12).map(|i| format!("burst-{i}")).collect();
     for (i, k) in keys.iter().enumerate() {
-        w.publish(&w.request(k, to_users(vec![one.clone()]), text(&format!("message {i}"))))
-            .await;
+        w.publish(&w.request(
+            k,
+            to_users(vec![one.clone()]),
+            text(&format!("message {i}")),
+        ))
+        .await;
     }
     for k in &keys {
         let r = w.report(k).await;
@@ -567,6 +644,15 @@ async fn under_forced_rate_limits_it_slows_down_and_loses_nothing() {
     let mut want: Vec<String> = (0..12).map(|i| format!("message {i}")).collect();
     want.sort();
     assert_eq!(texts, want, "every message once, none lost, none doubled");
+    // Every send went at the first attempt: the replicas together never ran into Feishu's
+    // per-recipient limit (230020 would have sent the request through a retry).
+    for k in &keys {
+        let id = bridge_notifier::message::notification_id(&w.app.app_id, k);
+        let s = w.status(&id).await;
+        assert_eq!(s["items"][0]["attempts"], 1, "{k}: {s}");
+        assert_eq!(s["items"][0]["status"], "sent", "{k}: {s}");
+    }
+    second.stop().await;
     assert!(
         w.emu.faults().is_empty() || w.emu.faults()[0].count < Some(6),
         "some calls were refused with 99991400 and retried"
@@ -597,7 +683,8 @@ async fn an_unreachable_recipient_is_reported_failed_while_others_get_it() {
         chat_ids: vec!["oc_nowhere".into()],
         ..Default::default()
     };
-    w.publish(&w.request("partial", targets, text("some of you"))).await;
+    w.publish(&w.request("partial", targets, text("some of you")))
+        .await;
     let r = w.report("partial").await;
     assert_eq!(r.status, DeliveryStatus::Partial as i32);
     assert_eq!((r.sent, r.failed), (2, 2));
@@ -616,7 +703,10 @@ async fn an_unreachable_recipient_is_reported_failed_while_others_get_it() {
         .filter(|i| i["status"] == "failed")
         .collect();
     assert_eq!(failed.len(), 2);
-    assert!(failed.iter().all(|f| f["attempts"] == 1), "permanent errors are not retried");
+    assert!(
+        failed.iter().all(|f| f["attempts"] == 1),
+        "permanent errors are not retried"
+    );
 }
 
 #[tokio::test]
@@ -630,8 +720,12 @@ async fn feishu_failing_for_a_while_then_recovering_delivers_once() {
         count: Some(7),
         share: None,
     }]);
-    w.publish(&w.request("outage", to_users(vec![w.open_id(&World::uid(1))]), text("after the outage")))
-        .await;
+    w.publish(&w.request(
+        "outage",
+        to_users(vec![w.open_id(&World::uid(1))]),
+        text("after the outage"),
+    ))
+    .await;
     let r = w.report("outage").await;
     assert_eq!(r.status, DeliveryStatus::Delivered as i32, "{r:?}");
     assert!(w.emu.faults().is_empty(), "every injected 503 was met");
@@ -648,17 +742,40 @@ async fn every_bad_request_is_rejected_with_its_reason() {
     let cases = [
         (json!({"text": "x"}), 400, "no target"),
         (json!({"targets": {"open_ids": [ou]}}), 400, "no message"),
-        (json!({"targets": {"open_ids": [ou]}, "text": "x".repeat(160 * 1024)}), 413, "over Feishu's limit"),
-        (json!({"targets": {"open_ids": [ou]}, "card": "{\"schema\": "}), 400, "malformed card JSON"),
-        (json!({"targets": {"open_ids": [ou]}, "template": {"name": "nope"}}), 400, "unknown template nope"),
-        (json!({"targets": {"open_ids": [ou]}, "template": {"name": "welcome", "variables": {"name": "x"}}}), 400, "missing variable account"),
-        (json!({"targets": {"open_ids": [ou]}, "text": "x", "card": {}}), 400, "exactly one"),
+        (
+            json!({"targets": {"open_ids": [ou]}, "text": "x".repeat(160 * 1024)}),
+            413,
+            "over Feishu's limit",
+        ),
+        (
+            json!({"targets": {"open_ids": [ou]}, "card": "{\"schema\": "}),
+            400,
+            "malformed card JSON",
+        ),
+        (
+            json!({"targets": {"open_ids": [ou]}, "template": {"name": "nope"}}),
+            400,
+            "unknown template nope",
+        ),
+        (
+            json!({"targets": {"open_ids": [ou]}, "template": {"name": "welcome", "variables": {"name": "x"}}}),
+            400,
+            "missing variable account",
+        ),
+        (
+            json!({"targets": {"open_ids": [ou]}, "text": "x", "card": {}}),
+            400,
+            "exactly one",
+        ),
     ];
     for (body, status, msg) in cases {
         let r = w.post(body.clone()).await;
         assert_eq!(r.status().as_u16(), status, "{body}");
         let b: Value = r.json().await.unwrap();
-        assert!(b["msg"].as_str().unwrap().contains(msg), "{b} should say {msg}");
+        assert!(
+            b["msg"].as_str().unwrap().contains(msg),
+            "{b} should say {msg}"
+        );
     }
     let r = w
         .bridge
@@ -673,7 +790,10 @@ async fn every_bad_request_is_rejected_with_its_reason() {
     let r = w
         .bridge
         .http
-        .post(w.bridge.url(&format!("/api/v1/apps/{}/messages", w.app.app_id)))
+        .post(
+            w.bridge
+                .url(&format!("/api/v1/apps/{}/messages", w.app.app_id)),
+        )
         .json(&json!({"targets": {"open_ids": [ou]}, "text": "x"}))
         .send()
         .await
@@ -686,8 +806,16 @@ async fn every_bad_request_is_rejected_with_its_reason() {
     let bad = [
         w.request("bad-target", Targets::default(), text("x")),
         unknown_app,
-        w.request("bad-size", to_users(vec![ou.clone()]), text(&"x".repeat(160 * 1024))),
-        w.request("bad-card", to_users(vec![ou.clone()]), notify_request::Message::CardJson("[".into())),
+        w.request(
+            "bad-size",
+            to_users(vec![ou.clone()]),
+            text(&"x".repeat(160 * 1024)),
+        ),
+        w.request(
+            "bad-card",
+            to_users(vec![ou.clone()]),
+            notify_request::Message::CardJson("[".into()),
+        ),
         w.request(
             "bad-template",
             to_users(vec![ou.clone()]),
@@ -701,13 +829,22 @@ async fn every_bad_request_is_rejected_with_its_reason() {
         w.publish(b).await;
     }
     let dead = w
-        .dead_letters(&["bad-target", "bad-app", "bad-size", "bad-card", "bad-template"])
+        .dead_letters(&[
+            "bad-target",
+            "bad-app",
+            "bad-size",
+            "bad-card",
+            "bad-template",
+        ])
         .await;
     assert!(dead["bad-target"].contains("no target"), "{dead:?}");
     assert!(dead["bad-app"].contains("unknown app"), "{dead:?}");
     assert!(dead["bad-size"].contains("over Feishu's limit"), "{dead:?}");
     assert!(dead["bad-card"].contains("malformed card JSON"), "{dead:?}");
-    assert!(dead["bad-template"].contains("missing variable"), "{dead:?}");
+    assert!(
+        dead["bad-template"].contains("missing variable"),
+        "{dead:?}"
+    );
     assert!(w.sent().is_empty(), "nothing was sent");
 }
 
@@ -715,10 +852,15 @@ async fn every_bad_request_is_rejected_with_its_reason() {
 async fn the_bot_answers_help_greets_groups_and_updates_its_cards() {
     let mut w = World::new(Opts::default()).await;
     let u = World::uid(1);
-    let chatter = w.emu.user_messages_bot(&w.app.app_id, &u, "hello bot").unwrap();
+    let chatter = w
+        .emu
+        .user_messages_bot(&w.app.app_id, &u, "hello bot")
+        .unwrap();
     let asked = w.emu.user_messages_bot(&w.app.app_id, &u, "help").unwrap();
     w.wait("the help reply", Duration::from_secs(15), |w| {
-        w.sent().iter().any(|m| m.parent_id.as_deref() == Some(asked.as_str()))
+        w.sent()
+            .iter()
+            .any(|m| m.parent_id.as_deref() == Some(asked.as_str()))
     })
     .await;
     let reply = w
@@ -727,9 +869,14 @@ async fn the_bot_answers_help_greets_groups_and_updates_its_cards() {
         .find(|m| m.parent_id.as_deref() == Some(asked.as_str()))
         .unwrap();
     assert_eq!(reply.msg_type, "interactive");
-    assert_eq!(content(&reply)["header"]["title"]["content"], "What this bot does");
+    assert_eq!(
+        content(&reply)["header"]["title"]["content"],
+        "What this bot does"
+    );
     assert!(
-        w.sent().iter().all(|m| m.parent_id.as_deref() != Some(chatter.as_str())),
+        w.sent()
+            .iter()
+            .all(|m| m.parent_id.as_deref() != Some(chatter.as_str())),
         "other messages are left alone"
     );
     // 帮助 in a group, with an @-mention, after the bot was added (and greeted the group).
@@ -739,7 +886,9 @@ async fn the_bot_answers_help_greets_groups_and_updates_its_cards() {
     w.wait("the greeting", Duration::from_secs(15), |w| {
         w.sent().iter().any(|m| {
             m.chat_id == "oc_notifier_bot_group_0001"
-                && content(m)["text"].as_str().is_some_and(|t| t.starts_with("Hello!"))
+                && content(m)["text"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("Hello!"))
         })
     })
     .await;
@@ -748,13 +897,20 @@ async fn the_bot_answers_help_greets_groups_and_updates_its_cards() {
         .user_mentions_bot(&w.app.app_id, "oc_notifier_bot_group_0001", &u, "帮助")
         .unwrap();
     w.wait("the 帮助 reply", Duration::from_secs(15), |w| {
-        w.sent().iter().any(|m| m.parent_id.as_deref() == Some(asked_cn.as_str()))
+        w.sent()
+            .iter()
+            .any(|m| m.parent_id.as_deref() == Some(asked_cn.as_str()))
     })
     .await;
 
     // A click on the help card's button: the card is updated with the callback's token.
     w.emu
-        .click_card(&w.app.app_id, &u, &reply.message_id, json!({"notifier": {"done": "Glad to help."}}))
+        .click_card(
+            &w.app.app_id,
+            &u,
+            &reply.message_id,
+            json!({"notifier": {"done": "Glad to help."}}),
+        )
         .await
         .unwrap();
     w.wait("the help card update", Duration::from_secs(15), |w| {
@@ -768,9 +924,15 @@ async fn the_bot_answers_help_greets_groups_and_updates_its_cards() {
         .into_iter()
         .find(|m| m.message_id == reply.message_id)
         .unwrap();
-    let els = content(&updated)["body"]["elements"].as_array().unwrap().clone();
+    let els = content(&updated)["body"]["elements"]
+        .as_array()
+        .unwrap()
+        .clone();
     assert!(els.iter().all(|e| e["tag"] != "button"));
-    assert!(els.last().unwrap()["content"].as_str().unwrap().starts_with("Glad to help."));
+    assert!(els.last().unwrap()["content"]
+        .as_str()
+        .unwrap()
+        .starts_with("Glad to help."));
 
     // A notifier card from a template: the click settles it, keeping its content.
     let req = w.request(
@@ -789,7 +951,12 @@ async fn the_bot_answers_help_greets_groups_and_updates_its_cards() {
         .find(|m| content(m)["header"]["title"]["content"] == "Leave")
         .unwrap();
     w.emu
-        .click_card(&w.app.app_id, &u, &card_msg.message_id, json!({"notifier": {"done": "Approved"}}))
+        .click_card(
+            &w.app.app_id,
+            &u,
+            &card_msg.message_id,
+            json!({"notifier": {"done": "Approved"}}),
+        )
         .await
         .unwrap();
     w.wait("the approval card update", Duration::from_secs(15), |w| {
@@ -808,7 +975,10 @@ async fn the_bot_answers_help_greets_groups_and_updates_its_cards() {
     let els = c["body"]["elements"].as_array().unwrap();
     assert_eq!(els[0]["content"], "Form F-9 waits for you.");
     assert!(els.iter().all(|e| e["tag"] != "button"));
-    assert!(els.last().unwrap()["content"].as_str().unwrap().starts_with("Approved"));
+    assert!(els.last().unwrap()["content"]
+        .as_str()
+        .unwrap()
+        .starts_with("Approved"));
     // Every help message got one answer, however often Feishu pushed it.
     assert_eq!(
         w.sent()
@@ -817,4 +987,35 @@ async fn the_bot_answers_help_greets_groups_and_updates_its_cards() {
             .count(),
         1
     );
+}
+
+#[tokio::test]
+async fn works_in_one_process_on_sqlite_and_the_embedded_bus() {
+    let w = World::new(Opts {
+        embedded: true,
+        ..Default::default()
+    })
+    .await;
+    w.sync_directory().await;
+    let dept = w.tenant().departments.keys().next().unwrap().clone();
+    let r = w
+        .post(json!({"idempotency_key": "embedded", "targets": {"open_ids": [w.open_id(&World::uid(1))], "department_ids": [dept]}, "text": "from sqlite"}))
+        .await;
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.unwrap()["notification_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let s = loop {
+        let s = w.status(&id).await;
+        if s["status"] == "finished" {
+            break s;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not finished: {s}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(s["outcome"], "delivered", "{s}");
+    assert!(s["sent"].as_i64().unwrap() >= 2);
+    assert_eq!(w.sent_to(&World::uid(1)).len(), 1);
 }

@@ -193,7 +193,8 @@ async fn progress(
         .filter(|b| b.app_id == caller.app_id)
         .cloned()
         .ok_or_else(|| ApiError::new(400, 230001, "invalid batch_message_id"))?;
-    let scheduled = emu.clock().now_ms() >= b.create_time + w.state.settings.batch_schedule_ms as i64;
+    let scheduled =
+        emu.clock().now_ms() >= b.create_time + w.state.settings.batch_schedule_ms as i64;
     drop(w);
     // Until the job is scheduled Feishu reports zeros (openapi.md §7.5).
     let (valid, success) = if scheduled {

@@ -45,7 +45,11 @@ async fn update(
     }
     let content = b.card.to_string();
     if content.len() > CARD_MAX_BYTES {
-        return Err(ApiError::new(400, 230025, "The card content exceeds the length limit."));
+        return Err(ApiError::new(
+            400,
+            230025,
+            "The card content exceeds the length limit.",
+        ));
     }
     let now = emu.clock().now_ms();
     let message_id = {
