@@ -562,6 +562,7 @@ async fn a_ten_thousand_user_department_is_chunked_and_followed() {
         departments: 1,
         rate_scale: 50.0,
         batch_schedule_ms: 300,
+        ..Default::default()
     })
     .await;
     w.sync_directory().await;
