@@ -1020,3 +1020,63 @@ async fn works_in_one_process_on_sqlite_and_the_embedded_bus() {
     assert!(s["sent"].as_i64().unwrap() >= 2);
     assert_eq!(w.sent_to(&World::uid(1)).len(), 1);
 }
+
+#[tokio::test]
+async fn a_department_the_directory_does_not_know_goes_to_feishu_by_its_id() {
+    // No directory sync: the notifier cannot expand the department, Feishu does.
+    let mut w = World::new(Opts::default()).await;
+    let t = w.tenant();
+    let dept = t
+        .departments
+        .values()
+        .find(|d| d.parent == "0")
+        .unwrap()
+        .open_department_id
+        .clone();
+    let mut subtree = vec![dept.clone()];
+    let mut i = 0;
+    while i < subtree.len() {
+        let parent = subtree[i].clone();
+        subtree.extend(
+            t.departments
+                .values()
+                .filter(|d| d.parent == parent)
+                .map(|d| d.open_department_id.clone()),
+        );
+        i += 1;
+    }
+    let members: Vec<String> = t
+        .users
+        .values()
+        .filter(|u| {
+            u.departments
+                .iter()
+                .any(|m| subtree.contains(&m.department))
+        })
+        .map(|u| u.user_id.clone())
+        .collect();
+    assert!(!members.is_empty());
+    let targets = Targets {
+        department_ids: vec![dept],
+        ..Default::default()
+    };
+    w.publish(&w.request("unknown-dept", targets, text("by department id")))
+        .await;
+    let r = w.report("unknown-dept").await;
+    assert_eq!(r.status, DeliveryStatus::Delivered as i32, "{r:?}");
+    assert_eq!(
+        (r.recipients, r.sent),
+        (1, 1),
+        "the department is one recipient"
+    );
+    assert_eq!(r.batch_message_ids.len(), 1);
+    for u in &members {
+        let got = w.sent_to(u);
+        assert_eq!(got.len(), 1, "{u}");
+        assert_eq!(
+            got[0].batch_id.as_deref(),
+            Some(r.batch_message_ids[0].as_str())
+        );
+    }
+    assert_eq!(w.sent().len(), members.len());
+}
