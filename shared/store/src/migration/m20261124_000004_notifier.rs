@@ -306,6 +306,16 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
+        // The follow-up loop looks for batches whose progress is being followed.
+        m.create_index(
+            Index::create()
+                .if_not_exists()
+                .name("notification_batches_status")
+                .table(NotificationBatches::Table)
+                .col(NotificationBatches::Status)
+                .to_owned(),
+        )
+        .await?;
         m.create_table(
             Table::create()
                 .table(RateBudget::Table)
