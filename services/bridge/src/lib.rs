@@ -32,6 +32,8 @@ pub enum Role {
     Auth,
     /// The admin console: bindings, checklist, install, the admin page.
     Console,
+    /// Bot messages to users, departments and chats; delivery reports; the bot's answers.
+    Notifier,
 }
 
 impl Role {
@@ -42,6 +44,7 @@ impl Role {
             Role::DirectorySync => "directory-sync",
             Role::Auth => "auth",
             Role::Console => "console",
+            Role::Notifier => "notifier",
         }
     }
 
@@ -226,7 +229,11 @@ impl Application {
                 ..Default::default()
             },
         );
-        if role.runs(Role::DirectorySync) || role.runs(Role::Auth) || role.runs(Role::Console) {
+        if role.runs(Role::DirectorySync)
+            || role.runs(Role::Auth)
+            || role.runs(Role::Console)
+            || role.runs(Role::Notifier)
+        {
             let stop = shutdown.clone();
             tasks.push(verifier.spawn_revocation_poll(
                 db.clone(),
@@ -287,6 +294,23 @@ impl Application {
             mounts.push(a.mount());
             tasks.extend(a.start(shutdown.clone()));
             auth = Some(a);
+        }
+        if role.runs(Role::Notifier) {
+            let notifier = bridge_notifier::Notifier::new(bridge_notifier::Deps {
+                db: db.clone(),
+                bus: bus.clone(),
+                apps: registry.clone(),
+                client: client.clone(),
+                settings: settings.notifier.clone(),
+                feishu_base: settings.feishu.base_url.clone(),
+                rate_scale: settings.feishu.rate_scale,
+                gate: gate.clone(),
+            })
+            .context("settings: `notifier.templates_dir`")?;
+            // Before directory-sync's `/api/v1/apps/{app_id}` scope, which would otherwise take
+            // `/api/v1/apps/{app_id}/messages` (a scope does not fall through).
+            mounts.insert(0, notifier.mount());
+            tasks.extend(notifier.start(shutdown.clone()));
         }
         let server = HttpServer::bind(&settings.http, mounts, readiness)?;
         Ok(Self {

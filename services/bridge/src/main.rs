@@ -1,4 +1,4 @@
-//! `feishu-bridge [--config FILE] <all|ingress|directory-sync|auth|console|migrate|rotate-signing-key>`: parse the command line, load settings,
+//! `feishu-bridge [--config FILE] <all|ingress|directory-sync|auth|notifier|console|migrate|rotate-signing-key>`: parse the command line, load settings,
 //! start telemetry, run.
 
 use std::path::PathBuf;
@@ -38,6 +38,9 @@ enum Command {
     Auth,
     /// The admin console (bindings, setup checklist, install / initialise, the admin page).
     Console,
+    /// Bot messages from exchange notify.requests and the HTTP API -> Feishu; reports to
+    /// exchange notify.results; the bot's help, greeting and card updates.
+    Notifier,
     /// Run database migrations and exit.
     Migrate,
     /// Add a new session signing key (it signs from now on) and retire the others; they stay
@@ -63,6 +66,7 @@ async fn main() -> anyhow::Result<()> {
             telemetry.shutdown();
             return Ok(());
         }
+        Command::Notifier => Role::Notifier,
         Command::Migrate => {
             let telemetry =
                 bridge_runtime::telemetry::init(&settings.telemetry, "feishu-bridge-migrate")?;

@@ -35,6 +35,7 @@ pub struct Settings {
     pub directory: DirectorySettings,
     pub auth: AuthSettings,
     pub console: ConsoleSettings,
+    pub notifier: NotifierSettings,
     /// App bindings provisioned from the file (secrets from here are stored encrypted).
     pub apps: Vec<AppProvision>,
 }
@@ -326,6 +327,42 @@ impl Default for ConsoleSettings {
     }
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifierSettings {
+    /// Folder of message templates (`<name>.text.j2`, `<name>.post.json.j2`,
+    /// `<name>.card.json.j2`); none configured = no templates.
+    pub templates_dir: Option<std::path::PathBuf>,
+    /// Notification requests handled at once by one replica.
+    pub concurrency: usize,
+    /// Single sends of one notification in flight at once.
+    pub sends_per_notification: usize,
+    /// More user recipients than this go through `message/v4/batch_send` (departments always).
+    pub batch_threshold: usize,
+    /// Share of Feishu's rate limits the shared budget hands out (headroom for clock jitter).
+    pub rate_headroom: f64,
+    /// How often batch progress is polled and finished notifications are reported.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Give up following a batch's progress after this long (it is then reported as sent).
+    #[serde(with = "humantime_serde")]
+    pub progress_timeout: Duration,
+}
+
+impl Default for NotifierSettings {
+    fn default() -> Self {
+        Self {
+            templates_dir: None,
+            concurrency: 32,
+            sends_per_notification: 8,
+            batch_threshold: 20,
+            rate_headroom: 0.95,
+            poll_interval: Duration::from_secs(2),
+            progress_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
 /// An app binding provisioned from the settings file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -419,6 +456,18 @@ impl Settings {
             return Err(invalid(
                 "directory.batch_size",
                 "batch_size and sync_concurrency must be at least 1",
+            ));
+        }
+        if self.notifier.concurrency == 0 || self.notifier.sends_per_notification == 0 {
+            return Err(invalid(
+                "notifier.concurrency",
+                "concurrency and sends_per_notification must be at least 1",
+            ));
+        }
+        if !(self.notifier.rate_headroom > 0.0 && self.notifier.rate_headroom <= 1.0) {
+            return Err(invalid(
+                "notifier.rate_headroom",
+                "must be above 0 and at most 1",
             ));
         }
         if self.feishu.rate_scale <= 0.0 {

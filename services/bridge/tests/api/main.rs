@@ -9,6 +9,7 @@ mod console;
 mod directory;
 mod helpers;
 mod ingress;
+mod notifier;
 mod outage;
 mod process;
 mod store;

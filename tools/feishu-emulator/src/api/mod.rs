@@ -9,6 +9,7 @@ pub mod authen;
 pub mod authen_v1;
 pub mod batch;
 pub mod bot;
+pub mod card;
 pub mod contact;
 pub mod im;
 pub mod page;
@@ -35,6 +36,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     im::routes(cfg);
     batch::routes(cfg);
     bot::routes(cfg);
+    card::routes(cfg);
 }
 
 /// A random log id for `X-Tt-Logid`.
