@@ -82,9 +82,16 @@ feishu-bridge demo is running (logs in $LOGS/).
 Things to try:
   # someone changes name in Feishu; the directory follows within a second
   curl -X PATCH -H 'content-type: application/json' -d '{"name": "张伟（新）"}' http://$EMU/_emulator/users/$FIRST
-  curl -H 'authorization: Bearer demo-service-token' 'http://$BRIDGE/api/v1/apps/$APP/users?q=张伟'
+  curl -G -H 'authorization: Bearer demo-service-token' --data-urlencode 'q=张伟' http://$BRIDGE/api/v1/apps/$APP/users
   # the synced organisation
   curl -H 'authorization: Bearer demo-service-token' http://$BRIDGE/api/v1/apps/$APP/departments
+  # a bot message, then Feishu's inbox (the emulator's)
+  curl -H 'authorization: Bearer demo-service-token' -H 'content-type: application/json' \
+    -d '{"idempotency_key": "demo-1", "targets": {"user_ids": ["$FIRST"]}, "text": "你好，张伟"}' \
+    http://$BRIDGE/api/v1/apps/$APP/messages
+  curl 'http://$EMU/_emulator/inbox?app_id=$APP&user_id=$FIRST'
+  # the bot answers "help" (帮助)
+  curl -H 'content-type: application/json' -d '{"app_id": "$APP", "user_id": "$FIRST", "text": "help"}' http://$EMU/_emulator/messages/p2p
 
 Ctrl-C stops everything.
 TXT
