@@ -316,6 +316,20 @@ async fn send_chunk(
             inner.wake.notify_one();
             Ok(None)
         }
+        Err(FeishuError::OutcomeUnknown { detail, .. }) => {
+            // Feishu may have taken the chunk: at most once, like an interrupted call.
+            records::set_batch(&inner.db, &n.id, chunk, &[B_SENDING], B_FAILED, None).await?;
+            records::fail_queued(
+                &inner.db,
+                &n.id,
+                Some(chunk),
+                None,
+                &format!("outcome unknown ({detail}): the batch_send call may have been taken; not resent to avoid duplicates"),
+            )
+            .await?;
+            metrics::counter!("notifier_batches_total", "outcome" => "unknown").increment(1);
+            Ok(None)
+        }
         Err(e) => match classify(&e) {
             Failure::Permanent { code, msg } => {
                 records::set_batch(&inner.db, &n.id, chunk, &[B_SENDING], B_FAILED, None).await?;

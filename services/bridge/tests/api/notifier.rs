@@ -754,6 +754,43 @@ async fn feishu_failing_for_a_while_then_recovering_delivers_once() {
 }
 
 #[tokio::test]
+async fn a_batch_feishu_may_have_taken_is_not_sent_again() {
+    let mut w = World::new(Opts::default()).await;
+    let users: Vec<String> = (1..=30).map(|i| w.open_id(&World::uid(i))).collect();
+    // A 503 means Feishu's gateway did not take it: the chunk is retried and sent once.
+    w.emu.set_faults(vec![Fault {
+        api: "message.batch_send".into(),
+        kind: FaultKind::Status { status: 503 },
+        count: Some(1),
+        share: None,
+    }]);
+    w.publish(&w.request("batch-503", to_users(users.clone()), text("after a 503")))
+        .await;
+    let r = w.report("batch-503").await;
+    assert_eq!((r.sent, r.failed), (30, 0), "{r:?}");
+    assert!(w.emu.faults().is_empty());
+    assert_eq!(w.sent_to(&World::uid(7)).len(), 1);
+    // A 500 leaves the outcome unknown: batch_send has no uuid, so the chunk is reported failed
+    // rather than sent a second time.
+    w.emu.set_faults(vec![Fault {
+        api: "message.batch_send".into(),
+        kind: FaultKind::Status { status: 500 },
+        count: Some(1),
+        share: None,
+    }]);
+    w.publish(&w.request("batch-500", to_users(users), text("after a 500")))
+        .await;
+    let r = w.report("batch-500").await;
+    assert_eq!((r.sent, r.failed), (0, 30), "{r:?}");
+    assert!(
+        r.failures.iter().any(|f| f.msg.contains("outcome unknown")),
+        "{:?}",
+        r.failures.first()
+    );
+    assert_eq!(w.sent_to(&World::uid(7)).len(), 1, "nothing sent twice");
+}
+
+#[tokio::test]
 async fn every_bad_request_is_rejected_with_its_reason() {
     let w = World::new(Opts::default()).await;
     let ou = w.open_id(&World::uid(1));

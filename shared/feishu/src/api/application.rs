@@ -140,7 +140,7 @@ impl FeishuClient {
                 app,
                 "bot.info",
                 DEFAULT_TIER,
-                (super::Auth::Tenant, super::Shape::Flat),
+                (super::Auth::Tenant, super::Shape::Flat, super::Repeat::Safe),
                 reqwest::Method::GET,
                 "/open-apis/bot/v3/info",
                 &[],

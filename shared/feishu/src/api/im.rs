@@ -200,13 +200,21 @@ impl FeishuClient {
         app: &AppCredentials,
         req: &BatchSend,
     ) -> Result<BatchSent, FeishuError> {
-        self.post(
+        // batch_send takes no uuid: a repeat after an unknown outcome could send every
+        // message of the chunk twice, so it is made at most once.
+        self.call(
             app,
             BATCH_SEND,
             DEFAULT_TIER,
+            (
+                super::Auth::Tenant,
+                super::Shape::Data,
+                super::Repeat::AtMostOnce,
+            ),
+            reqwest::Method::POST,
             "/open-apis/message/v4/batch_send/",
             &[],
-            req,
+            Some(req),
         )
         .await
     }

@@ -96,6 +96,10 @@ pub enum FeishuError {
     },
     #[error("feishu {api}: unexpected answer: {detail}")]
     Decode { api: &'static str, detail: String },
+    /// An at-most-once call (no idempotency key on Feishu's side) failed after the request
+    /// may have reached Feishu: it may or may not have taken effect, so it was not repeated.
+    #[error("feishu {api}: outcome unknown ({detail}); not repeated")]
+    OutcomeUnknown { api: &'static str, detail: String },
 }
 
 /// Codes meaning "the app's configuration is wrong" at the token endpoint (openapi.md §2.5).
@@ -149,6 +153,17 @@ pub(crate) enum Auth<'a> {
     User(&'a str),
     /// None: the OAuth token endpoint authenticates with the client secret in the body.
     Anonymous,
+}
+
+/// Whether a call may be repeated after a failure that leaves its outcome unknown.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Repeat {
+    /// Reads, and writes Feishu deduplicates (a `uuid`): retried on any transient failure.
+    Safe,
+    /// A write Feishu cannot deduplicate (`batch_send`): retried only when the request surely
+    /// did not take effect (no connection, 502/503, rate limits); otherwise
+    /// [`FeishuError::OutcomeUnknown`].
+    AtMostOnce,
 }
 
 /// Where the answer's payload is.
@@ -226,7 +241,7 @@ impl FeishuClient {
             app,
             api,
             tier,
-            (Auth::Tenant, Shape::Data),
+            (Auth::Tenant, Shape::Data, Repeat::Safe),
             Method::GET,
             path,
             query,
@@ -249,7 +264,7 @@ impl FeishuClient {
             app,
             api,
             tier,
-            (Auth::Tenant, Shape::Data),
+            (Auth::Tenant, Shape::Data, Repeat::Safe),
             Method::POST,
             path,
             query,
@@ -264,7 +279,7 @@ impl FeishuClient {
         app: &AppCredentials,
         api: &'static str,
         tier: Tier,
-        (auth, shape): (Auth<'_>, Shape),
+        (auth, shape, repeat): (Auth<'_>, Shape, Repeat),
         method: Method,
         path: &str,
         query: &[(&str, String)],
@@ -291,7 +306,7 @@ impl FeishuClient {
             if let Some(b) = body {
                 req = req.json(b);
             }
-            let outcome = match req.send().await {
+            let outcome: Result<_, (String, bool)> = match req.send().await {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     let reset = resp
@@ -306,14 +321,18 @@ impl FeishuClient {
                         .map(str::to_string);
                     match resp.bytes().await {
                         Ok(bytes) => Ok((status, reset, log_id, bytes)),
-                        Err(e) => Err(e.to_string()),
+                        Err(e) => Err((e.to_string(), false)),
                     }
                 }
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err((e.to_string(), e.is_connect())),
             };
             let (status, reset, log_id, bytes) = match outcome {
                 Ok(x) => x,
-                Err(detail) => {
+                Err((detail, not_sent)) => {
+                    if repeat == Repeat::AtMostOnce && !not_sent {
+                        metrics::counter!("feishu_api_calls_total", "api" => api, "outcome" => "unknown").increment(1);
+                        return Err(FeishuError::OutcomeUnknown { api, detail });
+                    }
                     failures += 1;
                     metrics::counter!("feishu_api_calls_total", "api" => api, "outcome" => "network").increment(1);
                     if failures >= self.opts.max_attempts {
@@ -373,6 +392,13 @@ impl FeishuClient {
                 continue;
             }
             if status >= 500 || (env.is_none() && status != 200) {
+                if repeat == Repeat::AtMostOnce && !matches!(status, 502 | 503) {
+                    metrics::counter!("feishu_api_calls_total", "api" => api, "outcome" => "unknown").increment(1);
+                    return Err(FeishuError::OutcomeUnknown {
+                        api,
+                        detail: format!("http {status}"),
+                    });
+                }
                 failures += 1;
                 metrics::counter!("feishu_api_calls_total", "api" => api, "outcome" => "server_error").increment(1);
                 if failures >= self.opts.max_attempts {
