@@ -8,6 +8,7 @@ pub mod authen;
 pub mod contact;
 pub mod limit;
 mod token;
+pub mod ws;
 
 use std::time::Duration;
 

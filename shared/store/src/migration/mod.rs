@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 mod m20261124_000001_app_bindings;
 mod m20261124_000002_directory;
 mod m20261124_000003_auth;
+mod m20261124_000005_delivery_mode;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_app_bindings::Migration),
             Box::new(m20261124_000002_directory::Migration),
             Box::new(m20261124_000003_auth::Migration),
+            Box::new(m20261124_000005_delivery_mode::Migration),
         ]
     }
 }
