@@ -293,7 +293,11 @@ impl Emulator {
             ok: false,
             error: None,
         };
-        match self.deliver_ws_status(&o.app_id, &o.body).await {
+        let (conn, result) = self.deliver_ws_status(&o.app_id, &o.body).await;
+        if let Some(id) = conn {
+            rec.url = Some(format!("{LONG_CONNECTION}/{id}"));
+        }
+        match result {
             Ok(code) => {
                 rec.status = Some(code);
                 rec.ok = code == 200;

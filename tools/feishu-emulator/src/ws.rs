@@ -177,15 +177,24 @@ impl Emulator {
     /// app and waits up to 3 s for the ack. Returns the ack's payload
     /// (`{"code":200,"data":...}`), or why there is none.
     pub(crate) async fn deliver_ws(&self, app_id: &str, body: &[u8]) -> Result<Value, String> {
+        self.deliver_ws_via(app_id, body).await.1
+    }
+
+    /// Like [`Self::deliver_ws`], also saying which connection was chosen.
+    pub(crate) async fn deliver_ws_via(
+        &self,
+        app_id: &str,
+        body: &[u8],
+    ) -> (Option<u64>, Result<Value, String>) {
         let hub = self.ws();
-        let tx = {
+        let (conn, tx) = {
             let conns = lock(&hub.conns);
             let list = conns.get(app_id).filter(|l| !l.is_empty());
             let Some(list) = list else {
-                return Err("app not online: no long connection".into());
+                return (None, Err("app not online: no long connection".into()));
             };
             let pick = rand::thread_rng().gen_range(0..list.len());
-            list[pick].tx.clone()
+            (list[pick].id, list[pick].tx.clone())
         };
         let seq = hub.next.fetch_add(1, Ordering::Relaxed) + 1;
         let message_id = uuid::Uuid::new_v4().simple().to_string();
@@ -202,22 +211,29 @@ impl Emulator {
             let f = data_frame(seq, &message_id, sum, i, "event", part);
             if tx.send(Out::Frame(f.encode_to_vec())).is_err() {
                 lock(&hub.acks).remove(&seq);
-                return Err("connection closed".into());
+                return (Some(conn), Err("connection closed".into()));
             }
         }
         let r = tokio::time::timeout(ACK_DEADLINE, ack_rx).await;
         lock(&hub.acks).remove(&seq);
-        match r {
+        let out = match r {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(_)) => Err("connection closed before the ack".into()),
             Err(_) => Err("no ack within 3 s".into()),
-        }
+        };
+        (Some(conn), out)
     }
 
-    /// One delivery attempt over the long connection; `Ok(code)` with the ack's code.
-    pub(crate) async fn deliver_ws_status(&self, app_id: &str, body: &[u8]) -> Result<u16, String> {
-        let v = self.deliver_ws(app_id, body).await?;
-        Ok(v.get("code").and_then(Value::as_u64).unwrap_or(0) as u16)
+    /// One delivery attempt over the long connection: the connection chosen, and the ack's
+    /// code.
+    pub(crate) async fn deliver_ws_status(
+        &self,
+        app_id: &str,
+        body: &[u8],
+    ) -> (Option<u64>, Result<u16, String>) {
+        let (conn, r) = self.deliver_ws_via(app_id, body).await;
+        let code = r.map(|v| v.get("code").and_then(Value::as_u64).unwrap_or(0) as u16);
+        (conn, code)
     }
 
     /// The callback answer carried in an ack: base64 JSON in `data`.

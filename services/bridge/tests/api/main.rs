@@ -8,6 +8,7 @@ mod browser;
 mod directory;
 mod helpers;
 mod ingress;
+mod longconn;
 mod outage;
 mod process;
 mod store;
