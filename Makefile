@@ -2,7 +2,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: demo run test test-unit lint fmt fmt-check clippy bench bench-ingress bench-directory bench-auth up down build release migrate services-check browser-check
+.PHONY: demo run test test-unit lint fmt fmt-check clippy bench bench-ingress bench-longconn bench-directory bench-auth up down build release migrate services-check browser-check
 
 ## Try it: every service in one process on SQLite and the embedded bus (no servers needed).
 demo:
@@ -49,7 +49,7 @@ services-check:
 browser-check:
 	@bash scripts/ensure-browser.sh
 
-bench: bench-ingress bench-directory bench-auth
+bench: bench-ingress bench-longconn bench-directory bench-auth
 
 bench-auth:
 	bash bench/auth.sh
@@ -59,6 +59,9 @@ bench-directory:
 
 bench-ingress:
 	bash bench/ingress.sh
+
+bench-longconn:
+	bash bench/longconn.sh
 
 up:
 	docker compose up -d --build

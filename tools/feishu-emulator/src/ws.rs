@@ -405,3 +405,15 @@ async fn on_frame(emu: &Emulator, session: &mut actix_ws::Session, f: Frame) {
         _ => {}
     }
 }
+
+impl Emulator {
+    /// Sends one event envelope over the app's long connection and waits for its ack (the
+    /// benchmark's driver): the ack's code, or why there is none.
+    pub async fn push_over_long_connection(
+        &self,
+        app_id: &str,
+        body: &[u8],
+    ) -> Result<u16, String> {
+        self.deliver_ws_status(app_id, body).await.1
+    }
+}
