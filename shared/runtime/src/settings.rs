@@ -687,6 +687,44 @@ team_name = "Team"
     }
 
     #[test]
+    fn long_connection_settings_load_and_are_checked() {
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("BRIDGE__INGRESS__LONG_CONNECTION__PONG_TIMEOUT", "3s"),
+                ("BRIDGE__INGRESS__LONG_CONNECTION__CONNECTIONS_PER_APP", "2"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.ingress.long_connection.pong_timeout,
+            Duration::from_secs(3)
+        );
+        assert_eq!(s.ingress.long_connection.connections_per_app, 2);
+        let e = Settings::load_from(
+            None,
+            env(&[(
+                "BRIDGE__INGRESS__LONG_CONNECTION__CONNECTIONS_PER_APP",
+                "51",
+            )]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("connections_per_app"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("apps.toml");
+        std::fs::write(
+            &path,
+            "[[apps]]\napp_id = \"cli_0123456789abcdef\"\napp_secret = \"s\"\nverification_token = \"t\"\ndelivery = \"long_connection\"\n",
+        )
+        .unwrap();
+        let s = Settings::load_from(Some(&path), env(&[])).unwrap();
+        assert_eq!(s.apps[0].delivery, DeliveryMode::LongConnection);
+        std::fs::write(&path, "[[apps]]\napp_id = \"cli_0123456789abcdef\"\napp_secret = \"s\"\nverification_token = \"t\"\ndelivery = \"pigeon\"\n").unwrap();
+        assert!(Settings::load_from(Some(&path), env(&[])).is_err());
+    }
+
+    #[test]
     fn missing_file_is_an_error() {
         let e = Settings::load_from(Some(Path::new("/nonexistent/x.toml")), env(&[]))
             .unwrap_err()

@@ -312,19 +312,28 @@ async fn connect(
         // An unknown or used ticket: an auth failure the client may retry (new ticket).
         return Ok(refuse(514, "1000040351", "invalid ticket"));
     };
-    let (resp, session, stream) = actix_ws::handle(&req, body)?;
+    let max = emu.ws_settings().max_connections;
     let (tx, rx) = mpsc::unbounded_channel();
     let id = emu.ws().next.fetch_add(1, Ordering::Relaxed) + 1;
     {
         let mut conns = lock(&emu.ws().conns);
         let list = conns.entry(app_id.clone()).or_default();
-        if list.len() >= emu.ws_settings().max_connections {
+        if list.len() >= max {
             drop(conns);
             emu.ws().refused.fetch_add(1, Ordering::Relaxed);
             return Ok(refuse(514, CODE_CONN_LIMIT, "exceed conn limit"));
         }
         list.push(Conn { id, tx });
     }
+    let (resp, session, stream) = match actix_ws::handle(&req, body) {
+        Ok(x) => x,
+        Err(e) => {
+            if let Some(list) = lock(&emu.ws().conns).get_mut(&app_id) {
+                list.retain(|c| c.id != id);
+            }
+            return Err(e);
+        }
+    };
     let emu = emu.get_ref().clone();
     actix_web::rt::spawn(async move {
         serve(&emu, session, stream, rx).await;
