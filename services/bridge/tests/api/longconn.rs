@@ -49,10 +49,12 @@ impl Lc {
         // The retry ladder (15 s, 5 min, ...) a hundred times faster.
         s.event_time_factor = 0.01;
         emu.set_settings(s).unwrap();
-        let mut ws = WsSettings::default();
-        ws.client_config = json!({
-            "ReconnectCount": -1, "ReconnectInterval": 1, "ReconnectNonce": 1, "PingInterval": 1,
-        });
+        let mut ws = WsSettings {
+            client_config: json!({
+                "ReconnectCount": -1, "ReconnectInterval": 1, "ReconnectNonce": 1, "PingInterval": 1,
+            }),
+            ..Default::default()
+        };
         tweak(&mut ws);
         emu.set_ws_settings(ws);
         let mut app = feishu_emulator::generate::demo_app();
@@ -422,5 +424,30 @@ async fn webhook_and_long_connection_together_do_not_double_publish() {
         assert_eq!(r.status(), 200);
     }
     q.assert_nothing_else(&bridge, &w.app).await;
+    bridge.stop().await;
+}
+
+#[tokio::test]
+async fn card_callbacks_are_published_and_answered_with_empty_json() {
+    let w = Lc::new(|_| {}).await;
+    let mut q = EventQueue::bind(&w.app.app_id).await;
+    let bridge = w.bridge(DeliveryMode::LongConnection).await;
+    w.wait_connections(1).await;
+    let mid = w
+        .emu
+        .user_messages_bot(&w.app.app_id, &w.user, "a card")
+        .unwrap();
+    assert_eq!(q.next().await.event.event_type, "im.message.receive_v1");
+    // The emulator gives a callback Feishu's 3 s; the answer travels base64 in the ack.
+    let answer = w
+        .emu
+        .click_card(&w.app.app_id, &w.user, &mid, json!({"action": "approve"}))
+        .await
+        .unwrap();
+    assert_eq!(answer, json!({}));
+    let r = q.next().await;
+    assert_eq!(r.event.event_type, "card.action.trigger");
+    assert!(r.event.is_callback);
+    assert_eq!(r.event.delivery, Delivery::LongConnection as i32);
     bridge.stop().await;
 }
