@@ -88,6 +88,7 @@ pub(crate) async fn run(mut ctx: Ctx) {
                 failure.map(|f| format!(": {f}")).unwrap_or_default()
             );
             ctx.status.fail(&reason);
+            metrics::gauge!("ingress_long_connection_failed", "app_id" => app_id.clone()).set(1.0);
             tracing::error!(app_id = %app_id, reason = %reason, "long connection stopped for good: fix the app binding to retry");
             return;
         }
