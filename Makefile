@@ -2,11 +2,12 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: demo run test test-unit lint fmt fmt-check clippy bench bench-ingress bench-longconn bench-directory bench-auth up down build release migrate services-check browser-check
+.PHONY: demo run test test-unit lint fmt fmt-check clippy bench bench-ingress bench-longconn bench-directory bench-auth bench-notifier up down build release migrate services-check browser-check
 
-## Try it: every service in one process on SQLite and the embedded bus (no servers needed).
+## Try it: the Feishu emulator with a demo organisation and every service in one process on
+## SQLite and the embedded bus (no servers needed), set up and initialised. Ctrl-C stops it.
 demo:
-	$(CARGO) run -p feishu-bridge -- --config deploy/demo.toml all
+	@bash scripts/demo.sh
 
 ## Run `all` with your own settings file (BRIDGE_CONFIG=path) or environment.
 run:
@@ -49,7 +50,7 @@ services-check:
 browser-check:
 	@bash scripts/ensure-browser.sh
 
-bench: bench-ingress bench-longconn bench-directory bench-auth
+bench: bench-ingress bench-longconn bench-directory bench-auth bench-notifier
 
 bench-auth:
 	bash bench/auth.sh
@@ -62,6 +63,9 @@ bench-ingress:
 
 bench-longconn:
 	bash bench/longconn.sh
+
+bench-notifier:
+	bash bench/notifier.sh
 
 up:
 	docker compose up -d --build

@@ -24,9 +24,9 @@ TOKEN=bench-token
 mkdir -p "$OUT"
 
 cargo build --release -q -p feishu-bridge -p bridge-loadgen -p feishu-emulator
-BIN=target/release/feishu-bridge
-LOAD=target/release/bridge-loadgen
-EMU=target/release/feishu-emulator
+BIN=${CARGO_TARGET_DIR:-target}/release/feishu-bridge
+LOAD=${CARGO_TARGET_DIR:-target}/release/bridge-loadgen
+EMU=${CARGO_TARGET_DIR:-target}/release/feishu-emulator
 PREFIX="bench$$."
 
 DB=fb_authbench_$$

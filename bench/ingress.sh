@@ -23,8 +23,8 @@ QUEUE="${PREFIX}directory-sync.contact-events"
 mkdir -p "$OUT"
 
 cargo build --release -q -p feishu-bridge -p bridge-loadgen
-BIN=target/release/feishu-bridge
-LOAD=target/release/bridge-loadgen
+BIN=${CARGO_TARGET_DIR:-target}/release/feishu-bridge
+LOAD=${CARGO_TARGET_DIR:-target}/release/bridge-loadgen
 
 DB=fb_bench_$$
 psql -q "$PG/test" -c "CREATE DATABASE $DB" >/dev/null

@@ -31,6 +31,10 @@ pub enum Role {
     DirectorySync,
     /// QR-code and in-client login, sessions, JWKS.
     Auth,
+    /// The admin console: bindings, checklist, install, the admin page.
+    Console,
+    /// Bot messages to users, departments and chats; delivery reports; the bot's answers.
+    Notifier,
 }
 
 impl Role {
@@ -40,6 +44,8 @@ impl Role {
             Role::Ingress => "ingress",
             Role::DirectorySync => "directory-sync",
             Role::Auth => "auth",
+            Role::Console => "console",
+            Role::Notifier => "notifier",
         }
     }
 
@@ -223,6 +229,7 @@ impl Application {
             readiness.add(ReadinessCheck::report("long_connection", move || {
                 status.report()
             }));
+            tasks.push(ingress.start(shutdown.clone()));
         }
         // Sessions are accepted wherever an API is served: verified offline against auth's
         // keys, with revocations polled from the database.
@@ -237,7 +244,11 @@ impl Application {
                 ..Default::default()
             },
         );
-        if role.runs(Role::DirectorySync) || role.runs(Role::Auth) {
+        if role.runs(Role::DirectorySync)
+            || role.runs(Role::Auth)
+            || role.runs(Role::Console)
+            || role.runs(Role::Notifier)
+        {
             let stop = shutdown.clone();
             tasks.push(verifier.spawn_revocation_poll(
                 db.clone(),
@@ -245,7 +256,26 @@ impl Application {
                 async move { stop.wait().await },
             ));
         }
-        let gate = Gate::new(settings.api.tokens.clone(), Some(verifier.clone()));
+        // The console's bootstrap admin token opens the read API too (the console page shows
+        // the synced organisation through it).
+        let mut service_tokens = settings.api.tokens.clone();
+        service_tokens.extend(settings.console.admin_token.clone());
+        let gate = Gate::new(service_tokens, Some(verifier.clone()));
+        // The console's resources go before directory-sync's `/api/v1/apps/{app_id}` scope,
+        // which would otherwise take their paths.
+        if role.runs(Role::Console) {
+            let console = bridge_console::Console::new(bridge_console::Deps {
+                db: db.clone(),
+                bus: bus.clone(),
+                apps: registry.clone(),
+                client: client.clone(),
+                gate: gate.clone(),
+                settings: settings.console.clone(),
+                public_base_url: settings.public_base_url.clone(),
+                feishu_base: settings.feishu.base_url.clone(),
+            });
+            mounts.push(console.mount());
+        }
         let mut directory = None;
         if role.runs(Role::DirectorySync) {
             let ds = DirectorySync::new(bridge_directory_sync::Deps {
@@ -279,6 +309,23 @@ impl Application {
             mounts.push(a.mount());
             tasks.extend(a.start(shutdown.clone()));
             auth = Some(a);
+        }
+        if role.runs(Role::Notifier) {
+            let notifier = bridge_notifier::Notifier::new(bridge_notifier::Deps {
+                db: db.clone(),
+                bus: bus.clone(),
+                apps: registry.clone(),
+                client: client.clone(),
+                settings: settings.notifier.clone(),
+                feishu_base: settings.feishu.base_url.clone(),
+                rate_scale: settings.feishu.rate_scale,
+                gate: gate.clone(),
+            })
+            .context("settings: `notifier.templates_dir`")?;
+            // Before directory-sync's `/api/v1/apps/{app_id}` scope, which would otherwise take
+            // `/api/v1/apps/{app_id}/messages` (a scope does not fall through).
+            mounts.insert(0, notifier.mount());
+            tasks.extend(notifier.start(shutdown.clone()));
         }
         let server = HttpServer::bind(&settings.http, mounts, readiness)?;
         Ok(Self {

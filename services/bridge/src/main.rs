@@ -1,4 +1,4 @@
-//! `feishu-bridge [--config FILE] <all|ingress|directory-sync|auth|migrate|rotate-signing-key>`: parse the command line, load settings,
+//! `feishu-bridge [--config FILE] <all|ingress|directory-sync|auth|notifier|console|migrate|rotate-signing-key>`: parse the command line, load settings,
 //! start telemetry, run.
 
 use std::path::PathBuf;
@@ -36,22 +36,63 @@ enum Command {
     DirectorySync,
     /// Feishu QR-code and in-client login, sessions, JWKS.
     Auth,
+    /// The admin console (bindings, setup checklist, install / initialise, the admin page).
+    Console,
+    /// Bot messages from exchange notify.requests and the HTTP API -> Feishu; reports to
+    /// exchange notify.results; the bot's help, greeting and card updates.
+    Notifier,
     /// Run database migrations and exit.
     Migrate,
     /// Add a new session signing key (it signs from now on) and retire the others; they stay
     /// in the JWKS until the tokens they signed have expired.
     RotateSigningKey,
+    /// Container health check: GET a path of the local listener, exit 0 on 200 (the image has
+    /// no curl).
+    Probe {
+        /// `/readyz` (broker and database reachable) or `/healthz` (the process is up).
+        #[arg(default_value = "/readyz")]
+        path: String,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: std::net::SocketAddr,
+    },
+}
+
+/// One HTTP/1.0 GET on loopback; the status line decides.
+async fn probe(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fut = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+            .await?;
+        let mut head = [0u8; 64];
+        let n = s.read(&mut head).await?;
+        Ok::<_, std::io::Error>(String::from_utf8_lossy(&head[..n]).into_owned())
+    };
+    let line = tokio::time::timeout(std::time::Duration::from_secs(3), fut)
+        .await
+        .context("no answer within 3 s")?
+        .with_context(|| format!("cannot reach {addr}"))?;
+    anyhow::ensure!(
+        line.starts_with("HTTP/1.1 200") || line.starts_with("HTTP/1.0 200"),
+        "{path} answered {}",
+        line.lines().next().unwrap_or_default()
+    );
+    Ok(())
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::Probe { path, addr } = &cli.command {
+        return probe(*addr, path).await;
+    }
     let settings = bridge_runtime::Settings::load(cli.config.as_deref())?;
     let role = match cli.command {
         Command::All => Role::All,
         Command::Ingress => Role::Ingress,
         Command::DirectorySync => Role::DirectorySync,
         Command::Auth => Role::Auth,
+        Command::Console => Role::Console,
         Command::RotateSigningKey => {
             let telemetry =
                 bridge_runtime::telemetry::init(&settings.telemetry, "feishu-bridge-keys")?;
@@ -60,6 +101,8 @@ async fn main() -> anyhow::Result<()> {
             telemetry.shutdown();
             return Ok(());
         }
+        Command::Notifier => Role::Notifier,
+        Command::Probe { .. } => anyhow::bail!("`probe` runs before the settings are loaded"),
         Command::Migrate => {
             let telemetry =
                 bridge_runtime::telemetry::init(&settings.telemetry, "feishu-bridge-migrate")?;

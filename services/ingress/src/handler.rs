@@ -24,6 +24,7 @@ pub struct State {
     pub apps: AppRegistry,
     pub bus: Bus,
     pub dedupe: Dedupe,
+    pub activity: std::sync::Arc<crate::activity::Activity>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -268,6 +269,7 @@ pub(crate) async fn publish_once(
         )));
     state.dedupe.finish(guard, result.is_ok());
     result?;
+    state.activity.seen(app_id, &env.event_type);
     tracing::debug!(app_id, event_id = %env.event_id, event_type = %env.event_type, "event published");
     Ok(Answer::Published)
 }

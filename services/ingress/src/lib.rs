@@ -2,6 +2,7 @@
 //! Verification Token), decrypted, published to `feishu.events` as a `FeishuEvent`, and answered
 //! 200 only after the broker confirmed the persistent publish; otherwise 5xx so Feishu retries.
 
+mod activity;
 mod dedupe;
 mod error;
 mod handler;
@@ -33,6 +34,7 @@ impl Ingress {
                 apps,
                 bus,
                 dedupe,
+                activity: Arc::new(activity::Activity::default()),
             }),
         }
     }
@@ -54,6 +56,14 @@ impl Ingress {
             status: status.clone(),
         };
         (tokio::spawn(supervisor.run(shutdown)), status)
+    }
+
+    /// Records, every 2 s, the last event accepted per app (the console's "events are
+    /// arriving").
+    pub fn start(&self, shutdown: bridge_runtime::Shutdown) -> tokio::task::JoinHandle<()> {
+        let activity = self.state.activity.clone();
+        let db = self.state.apps.db().clone();
+        tokio::spawn(activity.run(db, std::time::Duration::from_secs(2), shutdown))
     }
 
     /// Mounts `POST /feishu/{app_id}/events` and `POST /feishu/{app_id}/callbacks`. The

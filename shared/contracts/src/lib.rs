@@ -24,6 +24,14 @@ pub mod v1 {
     impl AuthEvent {
         pub const FULL_NAME: &'static str = "feishu_bridge.v1.AuthEvent";
     }
+
+    impl NotifyRequest {
+        pub const FULL_NAME: &'static str = "feishu_bridge.v1.NotifyRequest";
+    }
+
+    impl DeliveryReport {
+        pub const FULL_NAME: &'static str = "feishu_bridge.v1.DeliveryReport";
+    }
 }
 
 /// Feishu's long-connection frame (`proto/lark/ws/pbbp2.proto`).

@@ -34,6 +34,8 @@ pub struct Settings {
     pub feishu: FeishuSettings,
     pub directory: DirectorySettings,
     pub auth: AuthSettings,
+    pub console: ConsoleSettings,
+    pub notifier: NotifierSettings,
     /// App bindings provisioned from the file (secrets from here are stored encrypted).
     pub apps: Vec<AppProvision>,
 }
@@ -349,6 +351,64 @@ impl Default for AuthSettings {
     }
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleSettings {
+    /// The bootstrap admin token (`Authorization: Bearer`), for the first binding and when no
+    /// Feishu admin can log in. SECRET.
+    pub admin_token: Option<SecretString>,
+    /// The web app's home pages the checklist tells the operator to enter in Feishu's console
+    /// (paths on `public_base_url`).
+    pub desktop_home_path: String,
+    pub mobile_home_path: String,
+}
+
+impl Default for ConsoleSettings {
+    fn default() -> Self {
+        Self {
+            admin_token: None,
+            desktop_home_path: "/".into(),
+            mobile_home_path: "/".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifierSettings {
+    /// Folder of message templates (`<name>.text.j2`, `<name>.post.json.j2`,
+    /// `<name>.card.json.j2`); none configured = no templates.
+    pub templates_dir: Option<std::path::PathBuf>,
+    /// Notification requests handled at once by one replica.
+    pub concurrency: usize,
+    /// Single sends of one notification in flight at once.
+    pub sends_per_notification: usize,
+    /// More user recipients than this go through `message/v4/batch_send` (departments always).
+    pub batch_threshold: usize,
+    /// Share of Feishu's rate limits the shared budget hands out (headroom for clock jitter).
+    pub rate_headroom: f64,
+    /// How often batch progress is polled and finished notifications are reported.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Give up following a batch's progress after this long (it is then reported as sent).
+    #[serde(with = "humantime_serde")]
+    pub progress_timeout: Duration,
+}
+
+impl Default for NotifierSettings {
+    fn default() -> Self {
+        Self {
+            templates_dir: None,
+            concurrency: 32,
+            sends_per_notification: 8,
+            batch_threshold: 20,
+            rate_headroom: 0.95,
+            poll_interval: Duration::from_secs(2),
+            progress_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
 /// An app binding provisioned from the settings file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -475,6 +535,18 @@ impl Settings {
             return Err(invalid(
                 "directory.batch_size",
                 "batch_size and sync_concurrency must be at least 1",
+            ));
+        }
+        if self.notifier.concurrency == 0 || self.notifier.sends_per_notification == 0 {
+            return Err(invalid(
+                "notifier.concurrency",
+                "concurrency and sends_per_notification must be at least 1",
+            ));
+        }
+        if !(self.notifier.rate_headroom > 0.0 && self.notifier.rate_headroom <= 1.0) {
+            return Err(invalid(
+                "notifier.rate_headroom",
+                "must be above 0 and at most 1",
             ));
         }
         if self.feishu.rate_scale <= 0.0 {

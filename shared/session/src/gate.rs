@@ -21,11 +21,13 @@ pub enum Caller {
 }
 
 impl Caller {
-    /// A service, or a session of `app_id`: 403 for a session of another app.
+    /// A service, a session of `app_id`, or a platform admin (an admin of any bound app: the
+    /// console lets them manage every binding, so their reach is the same here); 403 for
+    /// anyone else's session.
     pub fn require_app(&self, app_id: &str) -> Result<(), ApiError> {
         match self {
             Caller::Service => Ok(()),
-            Caller::Session(c) if c.app_id == app_id => Ok(()),
+            Caller::Session(c) if c.app_id == app_id || c.admin => Ok(()),
             Caller::Session(_) => Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 40310,
@@ -34,7 +36,7 @@ impl Caller {
         }
     }
 
-    /// A service, or a session of an admin of `app_id`.
+    /// A service, or a platform admin's session.
     pub fn require_admin(&self, app_id: &str) -> Result<(), ApiError> {
         self.require_app(app_id)?;
         match self {
@@ -45,6 +47,51 @@ impl Caller {
             )),
             _ => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Claims;
+
+    fn session(app: &str, admin: bool) -> Caller {
+        Caller::Session(Box::new(Claims {
+            iss: "i".into(),
+            aud: "a".into(),
+            sub: "ou_1".into(),
+            sid: "s".into(),
+            app_id: app.into(),
+            tenant_key: "t".into(),
+            open_id: "ou_1".into(),
+            union_id: None,
+            name: "n".into(),
+            admin,
+            iat: 0,
+            exp: 0,
+            jti: "j".into(),
+        }))
+    }
+
+    #[test]
+    fn who_reaches_what() {
+        assert!(Caller::Service.require_admin("cli_a").is_ok());
+        assert!(session("cli_a", false).require_app("cli_a").is_ok());
+        assert_eq!(
+            session("cli_a", false)
+                .require_app("cli_b")
+                .unwrap_err()
+                .code,
+            40310
+        );
+        assert_eq!(
+            session("cli_a", false)
+                .require_admin("cli_a")
+                .unwrap_err()
+                .code,
+            40311
+        );
+        assert!(session("cli_a", true).require_admin("cli_b").is_ok());
     }
 }
 

@@ -153,6 +153,11 @@ impl AppRegistry {
         Ok(this)
     }
 
+    /// The database the bindings live in (shared with the services' own tables).
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
     /// The binding for `app_id`, if any (enabled or not).
     pub fn get(&self, app_id: &str) -> Option<Arc<AppBinding>> {
         self.current.load().get(app_id).cloned()

@@ -142,6 +142,7 @@ impl Emulator {
                 create_time: now,
                 batch_id: None,
                 sender_user_id: Some(user_id.to_string()),
+                update_count: 0,
             });
             json!({
                 "sender": {
@@ -178,6 +179,7 @@ impl Emulator {
         message_id: &str,
         value: Value,
     ) -> Result<Value, EmulatorError> {
+        let token = format!("c-{}", ids::random_hex(&mut rand::thread_rng(), 40));
         let event = {
             let w = self.read();
             let t = w
@@ -201,13 +203,82 @@ impl Emulator {
                     "open_id": ids::open_id(app_id, user_id),
                     "union_id": t.union_id(user_id),
                 },
-                "token": format!("c-{}", ids::random_hex(&mut rand::thread_rng(), 40)),
+                "token": token,
                 "action": {"value": value, "tag": "button", "timezone": "Asia/Shanghai", "name": "button"},
                 "host": "im_message",
                 "context": {"open_message_id": message_id, "open_chat_id": msg.chat_id},
             })
         };
+        // The token allows two delayed updates of this card within 30 minutes (events.md §6.2).
+        let expires_ms = self.clock().now_ms() + 30 * 60 * 1000;
+        self.rt().card_tokens.insert(
+            token,
+            crate::runtime::CardToken {
+                app_id: app_id.to_string(),
+                message_id: message_id.to_string(),
+                expires_ms,
+                uses_left: 2,
+            },
+        );
         self.send_callback(app_id, "card.action.trigger", event)
             .await
+    }
+}
+
+impl Emulator {
+    /// A user adds the app's bot to group chat `chat_id` (created with `name` if it does not
+    /// exist; the user becomes a member): `im.chat.member.bot.added_v1`.
+    pub fn add_bot_to_chat(
+        &self,
+        app_id: &str,
+        chat_id: &str,
+        operator_user_id: &str,
+        name: &str,
+    ) -> Result<(), EmulatorError> {
+        let event = {
+            let mut w = self.write();
+            let t = w
+                .state
+                .tenants
+                .iter_mut()
+                .find(|t| t.app(app_id).is_some())
+                .ok_or_else(|| EmulatorError::NotFound(format!("app {app_id}")))?;
+            if !t.users.contains_key(operator_user_id) {
+                return Err(EmulatorError::NotFound(format!("user {operator_user_id}")));
+            }
+            let chat = t.chats.entry(chat_id.to_string()).or_insert_with(|| Chat {
+                chat_id: chat_id.to_string(),
+                name: name.to_string(),
+                chat_type: "group".into(),
+                members: vec![],
+                bots: vec![],
+            });
+            if chat.chat_type != "group" {
+                return Err(EmulatorError::Invalid(
+                    "a bot is added to group chats only".into(),
+                ));
+            }
+            if !chat.members.iter().any(|m| m == operator_user_id) {
+                chat.members.push(operator_user_id.to_string());
+            }
+            if !chat.bots.iter().any(|b| b == app_id) {
+                chat.bots.push(app_id.to_string());
+            }
+            let chat_name = chat.name.clone();
+            json!({
+                "chat_id": chat_id,
+                "operator_id": {
+                    "union_id": t.union_id(operator_user_id),
+                    "user_id": operator_user_id,
+                    "open_id": ids::open_id(app_id, operator_user_id),
+                },
+                "external": false,
+                "operator_tenant_key": t.tenant_key,
+                "name": chat_name,
+                "i18n_names": {"zh_cn": chat_name, "en_us": chat_name, "ja_jp": ""},
+            })
+        };
+        self.emit(app_id, "im.chat.member.bot.added_v1", event);
+        Ok(())
     }
 }

@@ -55,6 +55,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/messages/p2p", web::post().to(user_message))
             .route("/messages/group", web::post().to(user_mention))
             .route("/cards/click", web::post().to(card_click))
+            .route("/chats/{chat_id}/bots", web::post().to(add_bot))
             .route("/inbox", web::get().to(inbox))
             .route("/push_log", web::get().to(push_log))
             .route("/events", web::get().to(events))
@@ -395,6 +396,19 @@ async fn card_click(emu: web::Data<Emulator>, b: web::Json<Click>) -> R {
         .click_card(&b.app_id, &b.user_id, &b.message_id, b.value)
         .await?;
     json_ok(json!({"response": answer}))
+}
+
+#[derive(Deserialize)]
+struct AddBot {
+    app_id: String,
+    user_id: String,
+    #[serde(default)]
+    name: String,
+}
+
+async fn add_bot(emu: web::Data<Emulator>, p: web::Path<String>, b: web::Json<AddBot>) -> R {
+    emu.add_bot_to_chat(&b.app_id, &p, &b.user_id, &b.name)?;
+    json_ok(json!({"ok": true}))
 }
 
 #[derive(Deserialize)]

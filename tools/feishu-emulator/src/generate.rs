@@ -154,6 +154,61 @@ pub fn generate(spec: GenerateSpec) -> State {
     }
 }
 
+/// The organisation of `make demo`: four departments and sixteen people with Chinese names and
+/// English names; the first person (张伟 Zhang Wei) administers the demo app.
+pub fn demo_state() -> State {
+    const DEPARTMENTS: &[(&str, &str)] = &[
+        ("研发部", "Engineering"),
+        ("销售部", "Sales"),
+        ("市场部", "Marketing"),
+        ("财务部", "Finance"),
+    ];
+    const PEOPLE: &[(&str, &str)] = &[
+        ("张伟", "Zhang Wei"),
+        ("王芳", "Wang Fang"),
+        ("李娜", "Li Na"),
+        ("刘洋", "Liu Yang"),
+        ("陈静", "Chen Jing"),
+        ("杨磊", "Yang Lei"),
+        ("赵敏", "Zhao Min"),
+        ("黄勇", "Huang Yong"),
+        ("周杰", "Zhou Jie"),
+        ("吴婷", "Wu Ting"),
+        ("徐强", "Xu Qiang"),
+        ("孙丽", "Sun Li"),
+        ("胡军", "Hu Jun"),
+        ("朱琳", "Zhu Lin"),
+        ("高翔", "Gao Xiang"),
+        ("林峰", "Lin Feng"),
+    ];
+    let mut state = generate(GenerateSpec {
+        users: PEOPLE.len(),
+        departments: DEPARTMENTS.len(),
+        seed: 7,
+    });
+    if let Some(t) = state.tenants.first_mut() {
+        for (d, (zh, en)) in t.departments.values_mut().zip(DEPARTMENTS) {
+            d.name = (*zh).into();
+            d.i18n_name = I18nName {
+                zh_cn: (*zh).into(),
+                en_us: (*en).into(),
+                ja_jp: (*en).into(),
+            };
+        }
+        for (i, (u, (zh, en))) in t.users.values_mut().zip(PEOPLE).enumerate() {
+            u.name = (*zh).into();
+            u.en_name = (*en).into();
+            u.email = format!("{}@example.com", en.to_lowercase().replace(' ', "."));
+            u.status.is_frozen = false;
+            u.status.is_resigned = false;
+            if i == 0 {
+                u.job_title = "CTO".into();
+            }
+        }
+    }
+    state
+}
+
 fn generate_departments(
     rng: &mut ChaCha8Rng,
     n: usize,

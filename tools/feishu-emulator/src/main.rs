@@ -28,6 +28,9 @@ enum Command {
         /// Generate an organisation: users=N,departments=M,seed=S.
         #[arg(long)]
         generate: Option<GenerateSpec>,
+        /// The small demo organisation of `make demo` (Chinese and English names).
+        #[arg(long, conflicts_with_all = ["generate", "state"])]
+        demo: bool,
     },
 }
 
@@ -43,8 +46,10 @@ async fn main() -> anyhow::Result<()> {
         listen,
         state,
         generate,
+        demo,
     } = Cli::parse().command;
     let emu = match (state, generate) {
+        _ if demo => Emulator::new(feishu_emulator::generate::demo_state()),
         (Some(path), _) => Emulator::new(State::load(&path)?),
         (None, Some(spec)) => Emulator::generate(spec),
         (None, None) => Emulator::generate(GenerateSpec {

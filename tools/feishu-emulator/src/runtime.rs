@@ -59,6 +59,17 @@ pub struct Runtime {
     pub uuids: HashMap<(String, String), (i64, Value)>,
     /// The user the QR frame scans as automatically.
     pub qr_auto_user: Option<String>,
+    /// Card callback tokens (`c-...`) -> the card they may update.
+    pub card_tokens: HashMap<String, CardToken>,
+}
+
+/// What a card.action.trigger token allows: two delayed updates of one card within 30 min.
+#[derive(Debug, Clone)]
+pub struct CardToken {
+    pub app_id: String,
+    pub message_id: String,
+    pub expires_ms: i64,
+    pub uses_left: u32,
 }
 
 /// Access-token lifetime rules.

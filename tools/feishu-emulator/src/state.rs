@@ -36,6 +36,9 @@ pub struct Settings {
     pub rate_limit_scale: f64,
     /// Seed of the RNG used for duplicates/reordering/fault shares.
     pub seed: u64,
+    /// A batch_send job counts as scheduled (its progress non-zero) this long after the call
+    /// (Feishu processes batches asynchronously; 0 = at once).
+    pub batch_schedule_ms: u64,
 }
 
 impl Default for Settings {
@@ -48,6 +51,7 @@ impl Default for Settings {
             reorder_share: 0.0,
             rate_limit_scale: 1.0,
             seed: 0,
+            batch_schedule_ms: 0,
         }
     }
 }
@@ -290,6 +294,9 @@ pub struct InboxMessage {
     /// Tenant `user_id` of a user who sent it (to a bot); `None` when the app's bot sent it.
     #[serde(default)]
     pub sender_user_id: Option<String>,
+    /// How often the card was updated since it was sent (delayed updates).
+    #[serde(default)]
+    pub update_count: u32,
 }
 
 /// A `message/v4/batch_send` job.

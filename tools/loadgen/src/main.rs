@@ -113,6 +113,18 @@ enum Cmd {
         #[arg(long)]
         go_file: Option<String>,
     },
+    /// Publishes notification requests, each to one distinct user, to `notify.requests`.
+    NotifyRequests {
+        #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+        amqp: String,
+        #[arg(long)]
+        app_id: String,
+        #[arg(long, default_value_t = 3000)]
+        count: usize,
+        /// The first generated user (`u0000000` is 0).
+        #[arg(long, default_value_t = 0)]
+        first_user: usize,
+    },
     /// Empties a queue (after a run).
     Purge {
         #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
@@ -188,6 +200,7 @@ mod auth;
 mod directory;
 mod http1;
 mod longconn;
+mod notify;
 
 struct Prepared {
     body: bytes::Bytes,
@@ -522,6 +535,12 @@ async fn main() -> anyhow::Result<()> {
             .await
         }
         Cmd::JwtVerify { seconds, threads } => auth::jwt_verify(seconds, threads).await,
+        Cmd::NotifyRequests {
+            amqp,
+            app_id,
+            count,
+            first_user,
+        } => notify::requests(&amqp, &app_id, count, first_user).await,
         Cmd::ContactEvents {
             amqp,
             db,

@@ -131,8 +131,16 @@ async fn login_as(w: &World, b: &mut Browser, user_id: &str, redirect: &str) -> 
     b.get(&callback).await
 }
 
+/// Logs `user_id` in over HTTP; returns the access token.
+pub async fn login_session(w: &World, user_id: &str) -> String {
+    let mut b = Browser::new();
+    let r = login_as(w, &mut b, user_id, "/").await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    b.jar["fb_session"].clone()
+}
+
 /// Users of the tenant, by user_id, that are active.
-fn active_users(w: &World) -> Vec<String> {
+pub fn active_users(w: &World) -> Vec<String> {
     w.tenant()
         .users
         .values()

@@ -5,10 +5,12 @@
 
 mod auth;
 mod browser;
+mod console;
 mod directory;
 mod helpers;
 mod ingress;
 mod longconn;
+mod notifier;
 mod outage;
 mod process;
 mod store;

@@ -6,6 +6,7 @@
 pub mod application;
 pub mod authen;
 pub mod contact;
+pub mod im;
 pub mod limit;
 mod token;
 pub mod ws;

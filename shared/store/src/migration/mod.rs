@@ -5,7 +5,9 @@ use sea_orm_migration::prelude::*;
 mod m20261124_000001_app_bindings;
 mod m20261124_000002_directory;
 mod m20261124_000003_auth;
+mod m20261124_000004_notifier;
 mod m20261124_000005_delivery_mode;
+mod m20261124_000006_console;
 
 pub struct Migrator;
 
@@ -16,7 +18,9 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_app_bindings::Migration),
             Box::new(m20261124_000002_directory::Migration),
             Box::new(m20261124_000003_auth::Migration),
+            Box::new(m20261124_000004_notifier::Migration),
             Box::new(m20261124_000005_delivery_mode::Migration),
+            Box::new(m20261124_000006_console::Migration),
         ]
     }
 }

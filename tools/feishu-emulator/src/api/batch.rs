@@ -155,6 +155,7 @@ async fn batch_send(
             create_time: now,
             batch_id: Some(batch_id.clone()),
             sender_user_id: None,
+            update_count: 0,
         });
     }
     t.batches.insert(
@@ -192,11 +193,19 @@ async fn progress(
         .filter(|b| b.app_id == caller.app_id)
         .cloned()
         .ok_or_else(|| ApiError::new(400, 230001, "invalid batch_message_id"))?;
+    let scheduled =
+        emu.clock().now_ms() >= b.create_time + w.state.settings.batch_schedule_ms as i64;
     drop(w);
+    // Until the job is scheduled Feishu reports zeros (openapi.md §7.5).
+    let (valid, success) = if scheduled {
+        (b.valid_user_ids_count, b.success_user_ids_count)
+    } else {
+        (0, 0)
+    };
     Ok(ok(json!({
         "batch_message_send_progress": {
-            "valid_user_ids_count": b.valid_user_ids_count,
-            "success_user_ids_count": b.success_user_ids_count,
+            "valid_user_ids_count": valid,
+            "success_user_ids_count": success,
             "read_user_ids_count": 0,
         },
         "batch_message_recall_progress": {"recall": false, "recall_count": 0},

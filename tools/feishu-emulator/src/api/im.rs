@@ -295,6 +295,7 @@ async fn send(
         create_time: emu.clock().now_ms(),
         batch_id: None,
         sender_user_id: None,
+        update_count: 0,
     };
     let data = store(&emu, &caller, &target, msg)?;
     remember(&emu, &caller.app_id, b.uuid.as_deref(), &data);
@@ -356,6 +357,7 @@ async fn reply(
         create_time: emu.clock().now_ms(),
         batch_id: None,
         sender_user_id: None,
+        update_count: 0,
     };
     let _ = b.reply_in_thread;
     let data = store(&emu, &caller, &target, msg)?;

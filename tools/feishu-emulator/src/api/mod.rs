@@ -8,6 +8,8 @@ pub mod auth;
 pub mod authen;
 pub mod authen_v1;
 pub mod batch;
+pub mod bot;
+pub mod card;
 pub mod contact;
 pub mod im;
 pub mod page;
@@ -33,6 +35,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     application::routes(cfg);
     im::routes(cfg);
     batch::routes(cfg);
+    bot::routes(cfg);
+    card::routes(cfg);
 }
 
 /// A random log id for `X-Tt-Logid`.

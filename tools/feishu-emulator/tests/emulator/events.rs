@@ -505,3 +505,115 @@ async fn email_and_mobile_changes_arrive_as_separate_events() {
         .iter()
         .all(|e| e["event"]["object"]["email"] == "new@example.com"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bot_added_to_a_group_and_card_delayed_update() {
+    let app = TestApp::generated(20, 2, 7).await;
+    let r = Receiver::start(KEY, true).await;
+    app.emu.set_request_url(demo::APP_ID, &r.url).await.unwrap();
+    // A user adds the bot to a new group: im.chat.member.bot.added_v1.
+    app.emu
+        .add_bot_to_chat(
+            demo::APP_ID,
+            "oc_0123456789abcdef0123456789abcdef",
+            "u0000002",
+            "Ops",
+        )
+        .unwrap();
+    let events = wait_events(&r, KEY, 1).await;
+    assert_eq!(
+        events[0]["header"]["event_type"],
+        "im.chat.member.bot.added_v1"
+    );
+    assert_eq!(
+        events[0]["event"]["chat_id"],
+        "oc_0123456789abcdef0123456789abcdef"
+    );
+    assert_eq!(events[0]["event"]["name"], "Ops");
+    assert_eq!(events[0]["event"]["operator_id"]["user_id"], "u0000002");
+    // The bot's card, clicked: the callback's token allows two delayed updates of that card.
+    let tok = app.tenant_token().await;
+    let card =
+        json!({"schema": "2.0", "body": {"elements": [{"tag": "markdown", "content": "v0"}]}});
+    let (s, v) = app
+        .post(
+            &tok,
+            "/open-apis/im/v1/messages?receive_id_type=user_id",
+            &json!({"receive_id": "u0000002", "msg_type": "interactive", "content": card.to_string()}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let mid = v["data"]["message_id"].as_str().unwrap().to_string();
+    app.emu
+        .click_card(demo::APP_ID, "u0000002", &mid, json!({"k": "v"}))
+        .await
+        .unwrap();
+    let events = wait_events(&r, KEY, 2).await;
+    let token = events[1]["event"]["token"].as_str().unwrap().to_string();
+    assert!(token.starts_with("c-"));
+    let update = |n: u32| json!({"token": token, "card": {"schema": "2.0", "body": {"elements": [{"tag": "markdown", "content": format!("v{n}")}]}}});
+    for n in 1..=2 {
+        let (s, v) = app
+            .post(&tok, "/open-apis/interactive/v1/card/update", &update(n))
+            .await;
+        assert_eq!((s, v["code"].as_i64()), (200, Some(0)), "{v}");
+        let m = app
+            .emu
+            .inbox()
+            .into_iter()
+            .find(|m| m.message_id == mid)
+            .unwrap();
+        assert_eq!(m.update_count, n);
+        let c: Value = serde_json::from_str(&m.content).unwrap();
+        assert_eq!(c["body"]["elements"][0]["content"], format!("v{n}"));
+    }
+    let (s, v) = app
+        .post(&tok, "/open-apis/interactive/v1/card/update", &update(3))
+        .await;
+    assert_eq!(
+        (s, v["code"].as_i64()),
+        (400, Some(99992402)),
+        "a third use is refused: {v}"
+    );
+    let (s, _) = app
+        .post(
+            &tok,
+            "/open-apis/interactive/v1/card/update",
+            &json!({"token": "c-unknown", "card": {}}),
+        )
+        .await;
+    assert_eq!(s, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_progress_is_zero_until_the_job_is_scheduled() {
+    let app = TestApp::generated(30, 2, 7).await;
+    let mut s = app.emu.settings();
+    s.batch_schedule_ms = 60_000;
+    app.emu.set_settings(s).unwrap();
+    let tok = app.tenant_token().await;
+    let (_, v) = app
+        .post(
+            &tok,
+            "/open-apis/message/v4/batch_send/",
+            &json!({"msg_type": "text", "content": {"text": "hi"}, "user_ids": ["u0000001", "u0000002"]}),
+        )
+        .await;
+    let id = v["data"]["message_id"].as_str().unwrap().to_string();
+    let path = format!("/open-apis/im/v1/batch_messages/{id}/get_progress");
+    let (_, p) = app.get(&tok, &path).await;
+    assert_eq!(
+        p["data"]["batch_message_send_progress"]["valid_user_ids_count"],
+        0
+    );
+    app.emu.advance_clock(Duration::from_secs(61));
+    let (_, p) = app.get(&tok, &path).await;
+    assert_eq!(
+        p["data"]["batch_message_send_progress"]["valid_user_ids_count"],
+        2
+    );
+    assert_eq!(
+        p["data"]["batch_message_send_progress"]["success_user_ids_count"],
+        2
+    );
+}

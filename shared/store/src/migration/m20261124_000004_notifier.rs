@@ -1,0 +1,347 @@
+//! The notifier's records: notifications, their recipients (queued, sent, failed with Feishu's
+//! code and message), batch_send jobs and their progress, and the shared rate budget.
+
+use sea_orm_migration::prelude::*;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[derive(DeriveIden)]
+enum Notifications {
+    Table,
+    Id,
+    AppId,
+    IdempotencyKey,
+    RequestHash,
+    RequestedBy,
+    MsgType,
+    Content,
+    ReplyTo,
+    Targets,
+    Status,
+    Outcome,
+    Planned,
+    Recipients,
+    Sent,
+    Failed,
+    Reason,
+    CreatedAt,
+    UpdatedAt,
+    FinishedAt,
+    ReportedAt,
+}
+
+#[derive(DeriveIden)]
+enum NotificationRecipients {
+    Table,
+    Id,
+    NotificationId,
+    Kind,
+    Target,
+    Via,
+    Chunk,
+    Status,
+    MessageId,
+    Code,
+    Msg,
+    Attempts,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum NotificationBatches {
+    Table,
+    NotificationId,
+    Chunk,
+    BatchMessageId,
+    Status,
+    ValidCount,
+    SuccessCount,
+    Polls,
+    CreatedAt,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum RateBudget {
+    Table,
+    Key,
+    Tat,
+}
+
+fn ts(c: impl IntoIden) -> ColumnDef {
+    ColumnDef::new(c)
+        .timestamp_with_time_zone()
+        .not_null()
+        .to_owned()
+}
+
+fn counter(c: impl IntoIden) -> ColumnDef {
+    ColumnDef::new(c)
+        .big_integer()
+        .not_null()
+        .default(0)
+        .to_owned()
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table(Notifications::Table)
+                .if_not_exists()
+                .col(
+                    ColumnDef::new(Notifications::Id)
+                        .string_len(64)
+                        .not_null()
+                        .primary_key(),
+                )
+                .col(
+                    ColumnDef::new(Notifications::AppId)
+                        .string_len(64)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(Notifications::IdempotencyKey)
+                        .string_len(200)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(Notifications::RequestHash)
+                        .string_len(64)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(Notifications::RequestedBy)
+                        .string_len(200)
+                        .not_null()
+                        .default(""),
+                )
+                .col(
+                    ColumnDef::new(Notifications::MsgType)
+                        .string_len(32)
+                        .not_null(),
+                )
+                .col(ColumnDef::new(Notifications::Content).text().not_null())
+                .col(
+                    ColumnDef::new(Notifications::ReplyTo)
+                        .string_len(200)
+                        .null(),
+                )
+                .col(ColumnDef::new(Notifications::Targets).text().not_null())
+                .col(
+                    ColumnDef::new(Notifications::Status)
+                        .string_len(16)
+                        .not_null(),
+                )
+                .col(ColumnDef::new(Notifications::Outcome).string_len(16).null())
+                .col(
+                    ColumnDef::new(Notifications::Planned)
+                        .boolean()
+                        .not_null()
+                        .default(false),
+                )
+                .col(counter(Notifications::Recipients))
+                .col(counter(Notifications::Sent))
+                .col(counter(Notifications::Failed))
+                .col(ColumnDef::new(Notifications::Reason).text().null())
+                .col(ts(Notifications::CreatedAt))
+                .col(ts(Notifications::UpdatedAt))
+                .col(
+                    ColumnDef::new(Notifications::FinishedAt)
+                        .timestamp_with_time_zone()
+                        .null(),
+                )
+                .col(
+                    ColumnDef::new(Notifications::ReportedAt)
+                        .timestamp_with_time_zone()
+                        .null(),
+                )
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .if_not_exists()
+                .name("notifications_key")
+                .table(Notifications::Table)
+                .col(Notifications::AppId)
+                .col(Notifications::IdempotencyKey)
+                .unique()
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .if_not_exists()
+                .name("notifications_status")
+                .table(Notifications::Table)
+                .col(Notifications::Status)
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(NotificationRecipients::Table)
+                .if_not_exists()
+                .col(
+                    ColumnDef::new(NotificationRecipients::Id)
+                        .big_integer()
+                        .not_null()
+                        .auto_increment()
+                        .primary_key(),
+                )
+                .col(
+                    ColumnDef::new(NotificationRecipients::NotificationId)
+                        .string_len(64)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(NotificationRecipients::Kind)
+                        .string_len(16)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(NotificationRecipients::Target)
+                        .string_len(320)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(NotificationRecipients::Via)
+                        .string_len(8)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(NotificationRecipients::Chunk)
+                        .integer()
+                        .null(),
+                )
+                .col(
+                    ColumnDef::new(NotificationRecipients::Status)
+                        .string_len(8)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(NotificationRecipients::MessageId)
+                        .string_len(200)
+                        .null(),
+                )
+                .col(
+                    ColumnDef::new(NotificationRecipients::Code)
+                        .big_integer()
+                        .null(),
+                )
+                .col(ColumnDef::new(NotificationRecipients::Msg).text().null())
+                .col(
+                    ColumnDef::new(NotificationRecipients::Attempts)
+                        .integer()
+                        .not_null()
+                        .default(0),
+                )
+                .col(ts(NotificationRecipients::UpdatedAt))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .if_not_exists()
+                .name("notification_recipients_target")
+                .table(NotificationRecipients::Table)
+                .col(NotificationRecipients::NotificationId)
+                .col(NotificationRecipients::Kind)
+                .col(NotificationRecipients::Target)
+                .unique()
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .if_not_exists()
+                .name("notification_recipients_message")
+                .table(NotificationRecipients::Table)
+                .col(NotificationRecipients::MessageId)
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(NotificationBatches::Table)
+                .if_not_exists()
+                .col(
+                    ColumnDef::new(NotificationBatches::NotificationId)
+                        .string_len(64)
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(NotificationBatches::Chunk)
+                        .integer()
+                        .not_null(),
+                )
+                .col(
+                    ColumnDef::new(NotificationBatches::BatchMessageId)
+                        .string_len(200)
+                        .null(),
+                )
+                .col(
+                    ColumnDef::new(NotificationBatches::Status)
+                        .string_len(16)
+                        .not_null(),
+                )
+                .col(counter(NotificationBatches::ValidCount))
+                .col(counter(NotificationBatches::SuccessCount))
+                .col(
+                    ColumnDef::new(NotificationBatches::Polls)
+                        .integer()
+                        .not_null()
+                        .default(0),
+                )
+                .col(ts(NotificationBatches::CreatedAt))
+                .col(ts(NotificationBatches::UpdatedAt))
+                .primary_key(
+                    Index::create()
+                        .col(NotificationBatches::NotificationId)
+                        .col(NotificationBatches::Chunk),
+                )
+                .to_owned(),
+        )
+        .await?;
+        // The follow-up loop looks for batches whose progress is being followed.
+        m.create_index(
+            Index::create()
+                .if_not_exists()
+                .name("notification_batches_status")
+                .table(NotificationBatches::Table)
+                .col(NotificationBatches::Status)
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(RateBudget::Table)
+                .if_not_exists()
+                .col(
+                    ColumnDef::new(RateBudget::Key)
+                        .string_len(400)
+                        .not_null()
+                        .primary_key(),
+                )
+                .col(ts(RateBudget::Tat))
+                .to_owned(),
+        )
+        .await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        for t in [
+            RateBudget::Table.into_iden(),
+            NotificationBatches::Table.into_iden(),
+            NotificationRecipients::Table.into_iden(),
+            Notifications::Table.into_iden(),
+        ] {
+            m.drop_table(Table::drop().table(t).if_exists().to_owned())
+                .await?;
+        }
+        Ok(())
+    }
+}
