@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         root.join("feishu_bridge/v1/feishu_event.proto"),
         root.join("feishu_bridge/v1/org_change.proto"),
         root.join("feishu_bridge/v1/auth_event.proto"),
+        root.join("lark/ws/pbbp2.proto"),
         root.join("feishu_bridge/v1/notify.proto"),
     ];
     for f in &files {

@@ -11,11 +11,12 @@ use bridge_bus::{AmqpBus, AmqpOptions, Bus, EmbeddedBus};
 use bridge_contracts::topology::topology;
 use bridge_directory_sync::DirectorySync;
 use bridge_feishu::api::{ClientOptions, FeishuClient};
+use bridge_runtime::settings::DeliveryMode;
 use bridge_runtime::{HttpServer, Mount, Readiness, ReadinessCheck, Settings, Shutdown};
 use bridge_session::{Gate, KeySource, Verifier, VerifierOptions};
 use bridge_store::apps::BindingInput;
 use bridge_store::db::DatabaseConnection;
-use bridge_store::{AppRegistry, Domain, MasterKey};
+use bridge_store::{AppRegistry, Delivery, Domain, MasterKey};
 use futures_util::FutureExt;
 use secrecy::ExposeSecret;
 
@@ -119,6 +120,11 @@ async fn provision(registry: &AppRegistry, settings: &Settings) -> anyhow::Resul
                 domain,
                 enabled: app.enabled,
                 qr_login_enabled: app.qr_login_enabled,
+                delivery: match app.delivery {
+                    DeliveryMode::Webhook => Delivery::Webhook,
+                    DeliveryMode::LongConnection => Delivery::LongConnection,
+                    DeliveryMode::Both => Delivery::Both,
+                },
             })
             .await
             .with_context(|| format!("provisioning app {}", app.app_id))?;
@@ -201,6 +207,12 @@ impl Application {
         let mut tasks = vec![
             registry.spawn_refresher(Duration::from_secs(2), async move { stop.wait().await })
         ];
+        let client = FeishuClient::new(ClientOptions {
+            timeout: settings.feishu.timeout,
+            rate_scale: settings.feishu.rate_scale,
+            ..Default::default()
+        })
+        .context("Feishu client")?;
         if role.runs(Role::Ingress) {
             let ingress = bridge_ingress::Ingress::new(
                 settings.ingress.clone(),
@@ -208,14 +220,17 @@ impl Application {
                 bus.clone(),
             );
             mounts.push(ingress.mount());
+            let (task, status) = ingress.start_long_connections(
+                client.clone(),
+                settings.feishu.base_url.clone(),
+                shutdown.clone(),
+            );
+            tasks.push(task);
+            readiness.add(ReadinessCheck::report("long_connection", move || {
+                status.report()
+            }));
             tasks.push(ingress.start(shutdown.clone()));
         }
-        let client = FeishuClient::new(ClientOptions {
-            timeout: settings.feishu.timeout,
-            rate_scale: settings.feishu.rate_scale,
-            ..Default::default()
-        })
-        .context("Feishu client")?;
         // Sessions are accepted wherever an API is served: verified offline against auth's
         // keys, with revocations polled from the database.
         let verifier = Verifier::new(

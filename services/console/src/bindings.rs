@@ -8,7 +8,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use bridge_runtime::ApiError;
 use bridge_store::apps::BindingInput;
 use bridge_store::entity::{app_activity, console_audit, console_install_run, sync_run};
-use bridge_store::{AppBinding, Domain};
+use bridge_store::{AppBinding, Delivery, Domain};
 use chrono::Utc;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
@@ -88,6 +88,7 @@ fn view(b: &AppBinding) -> Value {
         "domain": b.domain.as_str(),
         "enabled": b.enabled,
         "qr_login_enabled": b.qr_login_enabled,
+        "delivery": b.delivery.as_str(),
         "secrets": {
             "app_secret": secret_view(Some(&b.app_secret)),
             "encrypt_key": secret_view(b.encrypt_key.as_ref()),
@@ -148,6 +149,8 @@ struct Input {
     domain: Option<String>,
     enabled: Option<bool>,
     qr_login_enabled: Option<bool>,
+    /// `webhook`, `long_connection` or `both`.
+    delivery: Option<String>,
 }
 
 fn is_app_id(s: &str) -> bool {
@@ -200,6 +203,13 @@ fn validate(i: &Input, creating: bool) -> Result<(), ApiError> {
             problems.push(format!("domain: `{d}` is neither `feishu` nor `lark`"));
         }
     }
+    if let Some(d) = i.delivery.as_deref() {
+        if Delivery::parse(d).is_none() {
+            problems.push(format!(
+                "delivery: `{d}` is not `webhook`, `long_connection` or `both`"
+            ));
+        }
+    }
     if problems.is_empty() {
         Ok(())
     } else {
@@ -237,6 +247,9 @@ fn changes(i: &Input) -> Value {
     }
     if let Some(v) = i.qr_login_enabled {
         m.insert("qr_login_enabled".into(), json!(v));
+    }
+    if let Some(v) = &i.delivery {
+        m.insert("delivery".into(), json!(v));
     }
     Value::Object(m)
 }
@@ -278,6 +291,11 @@ async fn create(
             .unwrap_or(Domain::Feishu),
         enabled: i.enabled.unwrap_or(true),
         qr_login_enabled: i.qr_login_enabled.unwrap_or(false),
+        delivery: i
+            .delivery
+            .as_deref()
+            .and_then(Delivery::parse)
+            .unwrap_or_default(),
     };
     inner.apps.upsert(&input).await.map_err(db_err)?;
     record(&inner, &actor, "create", &app_id, changes(&i)).await?;
@@ -352,6 +370,11 @@ async fn update(
             .unwrap_or(b.domain),
         enabled: i.enabled.unwrap_or(b.enabled),
         qr_login_enabled: i.qr_login_enabled.unwrap_or(b.qr_login_enabled),
+        delivery: i
+            .delivery
+            .as_deref()
+            .and_then(Delivery::parse)
+            .unwrap_or(b.delivery),
     };
     let changed = inner.apps.upsert(&input).await.map_err(db_err)?;
     if changed {

@@ -3,6 +3,7 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use bridge_bus::Bus;
+use bridge_contracts::v1::Delivery;
 use bridge_feishu::crypto::secret_eq;
 use bridge_feishu::envelope::{self, Inbound};
 use bridge_feishu::{Envelope, EventCipher};
@@ -27,7 +28,7 @@ pub struct State {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     Event,
     Callback,
 }
@@ -107,7 +108,7 @@ async fn handle(
     }
 }
 
-enum Answer {
+pub(crate) enum Answer {
     Challenge(String),
     Published,
     Duplicate,
@@ -218,15 +219,18 @@ async fn process(
     {
         return Err(IngressError::AppMismatch(other.to_string()));
     }
-    publish_once(state, app_id, &env, plaintext, kind).await
+    publish_once(state, app_id, &env, plaintext, kind, Delivery::Webhook).await
 }
 
-async fn publish_once(
+/// Publishes `env` unless this instance already did (or is doing so), shared by the webhook
+/// and the long connection so an app on both never publishes an event twice.
+pub(crate) async fn publish_once(
     state: &State,
     app_id: &str,
     env: &Envelope,
     plaintext: Vec<u8>,
     kind: Kind,
+    delivery: Delivery,
 ) -> Result<Answer, IngressError> {
     let guard = match state.dedupe.claim(app_id, &env.event_id) {
         Claim::Published => {
@@ -254,6 +258,7 @@ async fn publish_once(
         env,
         plaintext,
         kind == Kind::Callback,
+        delivery,
         received_at_ms,
         bridge_runtime::telemetry::current_traceparent(),
     );

@@ -6,6 +6,7 @@ mod activity;
 mod dedupe;
 mod error;
 mod handler;
+mod longconn;
 mod publish;
 
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use bridge_runtime::Mount;
 use bridge_store::AppRegistry;
 
 pub use error::IngressError;
+pub use longconn::LongConnectionStatus;
 
 /// What the ingress needs from the process.
 pub struct Ingress {
@@ -35,6 +37,25 @@ impl Ingress {
                 activity: Arc::new(activity::Activity::default()),
             }),
         }
+    }
+
+    /// Starts the long connections of the bindings that ask for them, following binding
+    /// changes until `shutdown`; then stops reading, finishes in-flight frames and closes.
+    pub fn start_long_connections(
+        &self,
+        client: bridge_feishu::api::FeishuClient,
+        feishu_base: Option<url::Url>,
+        shutdown: bridge_runtime::Shutdown,
+    ) -> (tokio::task::JoinHandle<()>, LongConnectionStatus) {
+        let status = LongConnectionStatus::default();
+        let supervisor = longconn::Supervisor {
+            state: self.state.clone(),
+            client,
+            feishu_base,
+            settings: self.state.settings.long_connection.clone(),
+            status: status.clone(),
+        };
+        (tokio::spawn(supervisor.run(shutdown)), status)
     }
 
     /// Records, every 2 s, the last event accepted per app (the console's "events are

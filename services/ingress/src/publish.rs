@@ -14,6 +14,7 @@ pub fn event_message(
     env: &Envelope,
     payload: Vec<u8>,
     is_callback: bool,
+    delivery: Delivery,
     received_at_ms: i64,
     traceparent: String,
 ) -> Message {
@@ -25,7 +26,7 @@ pub fn event_message(
         tenant_key: env.tenant_key.clone(),
         create_time: env.create_time.clone(),
         schema: env.schema.as_str().to_string(),
-        delivery: Delivery::Webhook as i32,
+        delivery: delivery as i32,
         received_at_ms,
         payload,
         create_time_ms,

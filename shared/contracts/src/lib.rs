@@ -34,5 +34,21 @@ pub mod v1 {
     }
 }
 
+/// Feishu's long-connection frame (`proto/lark/ws/pbbp2.proto`).
+pub mod pbbp2 {
+    #![allow(clippy::all, missing_docs)]
+    include!(concat!(env!("OUT_DIR"), "/pbbp2.rs"));
+
+    impl Frame {
+        /// The value of header `key`, if present.
+        pub fn header(&self, key: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|h| h.key == key)
+                .map(|h| h.value.as_str())
+        }
+    }
+}
+
 /// The AMQP `content_type` of every protobuf body.
 pub const PROTOBUF_CONTENT_TYPE: &str = "application/x-protobuf";

@@ -7,11 +7,13 @@ use actix_web::{web, HttpResponse};
 use futures_util::future::BoxFuture;
 use serde_json::{json, Map, Value};
 
+type Probe = Arc<dyn Fn() -> BoxFuture<'static, Result<Option<Value>, String>> + Send + Sync>;
+
 /// One readiness check: a name and an async probe that says what is wrong.
 #[derive(Clone)]
 pub struct ReadinessCheck {
     pub name: &'static str,
-    probe: Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>,
+    probe: Probe,
 }
 
 impl ReadinessCheck {
@@ -19,9 +21,29 @@ impl ReadinessCheck {
     where
         F: Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync + 'static,
     {
+        let probe = Arc::new(probe);
         Self {
             name,
-            probe: Arc::new(probe),
+            probe: Arc::new(move || {
+                let p = probe.clone();
+                Box::pin(async move { p().await.map(|()| None) })
+            }),
+        }
+    }
+
+    /// A check that never fails readiness but reports what it sees: `details` is shown as
+    /// the check's entry in `/readyz` (it should carry its own `status`).
+    pub fn report<F>(name: &'static str, details: F) -> Self
+    where
+        F: Fn() -> Value + Send + Sync + 'static,
+    {
+        let details = Arc::new(details);
+        Self {
+            name,
+            probe: Arc::new(move || {
+                let v = details();
+                Box::pin(async move { Ok(Some(v)) })
+            }),
         }
     }
 }
@@ -48,8 +70,11 @@ impl Readiness {
         .await;
         for (name, r) in results {
             match r {
-                Ok(()) => {
+                Ok(None) => {
                     details.insert(name.into(), json!({"status": "ok"}));
+                }
+                Ok(Some(v)) => {
+                    details.insert(name.into(), v);
                 }
                 Err(e) => {
                     ready = false;

@@ -189,6 +189,51 @@ pub struct IngressSettings {
     pub dedupe_ttl: Duration,
     /// How many event ids the duplicate cache keeps.
     pub dedupe_capacity: u64,
+    /// Long-connection mode (Feishu's WebSocket), for bindings whose delivery asks for it.
+    pub long_connection: LongConnectionSettings,
+}
+
+/// The long-connection client's knobs; Feishu's server sends the rest (ping interval,
+/// reconnect interval and jitter) in the endpoint reply and in pongs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LongConnectionSettings {
+    /// Connections this replica keeps per app. Feishu allows 50 per app across every
+    /// replica; beyond that the handshake is refused and the binding stops with an error.
+    pub connections_per_app: u32,
+    /// Pings are sent at Feishu's `PingInterval`, but at least this often.
+    #[serde(with = "humantime_serde")]
+    pub max_ping_interval: Duration,
+    /// The watchdog: a connection that received nothing (pong or data) this long after a
+    /// ping is closed and dialled again.
+    #[serde(with = "humantime_serde")]
+    pub pong_timeout: Duration,
+    /// Timeout of the endpoint discovery call and of the WebSocket dial.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// A partly received multi-part message is dropped this long after its last fragment
+    /// (Feishu's SDKs: 5 s); Feishu re-pushes it, since it was never acknowledged.
+    #[serde(with = "humantime_serde")]
+    pub fragment_ttl: Duration,
+    /// Multi-part messages reassembled at once per connection; the oldest is dropped beyond.
+    pub max_pending_messages: usize,
+    /// Delay between reconnect attempts never exceeds this, whatever the server says.
+    #[serde(with = "humantime_serde")]
+    pub max_reconnect_interval: Duration,
+}
+
+impl Default for LongConnectionSettings {
+    fn default() -> Self {
+        Self {
+            connections_per_app: 1,
+            max_ping_interval: Duration::from_secs(120),
+            pong_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(15),
+            fragment_ttl: Duration::from_secs(5),
+            max_pending_messages: 64,
+            max_reconnect_interval: Duration::from_secs(120),
+        }
+    }
 }
 
 impl Default for IngressSettings {
@@ -198,6 +243,7 @@ impl Default for IngressSettings {
             publish_timeout: Duration::from_secs(2),
             dedupe_ttl: Duration::from_secs(8 * 3600),
             dedupe_capacity: 200_000,
+            long_connection: LongConnectionSettings::default(),
         }
     }
 }
@@ -380,6 +426,20 @@ pub struct AppProvision {
     pub enabled: bool,
     #[serde(default)]
     pub qr_login_enabled: bool,
+    /// How Feishu delivers the app's events: pushed to the webhook, over the long
+    /// connection, or both.
+    #[serde(default)]
+    pub delivery: DeliveryMode,
+}
+
+/// `[[apps]] delivery = "webhook" | "long_connection" | "both"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryMode {
+    #[default]
+    Webhook,
+    LongConnection,
+    Both,
 }
 
 fn yes() -> bool {
@@ -444,6 +504,25 @@ impl Settings {
             return Err(invalid(
                 "ingress.publish_timeout",
                 "must be under 3s, Feishu's deadline for an answer",
+            ));
+        }
+        let lc = &self.ingress.long_connection;
+        if !(1..=50).contains(&lc.connections_per_app) {
+            return Err(invalid(
+                "ingress.long_connection.connections_per_app",
+                "must be between 1 and 50, Feishu's limit per app",
+            ));
+        }
+        if lc.pong_timeout.is_zero() || lc.max_ping_interval.is_zero() {
+            return Err(invalid(
+                "ingress.long_connection.pong_timeout",
+                "pong_timeout and max_ping_interval must be positive",
+            ));
+        }
+        if lc.max_pending_messages == 0 {
+            return Err(invalid(
+                "ingress.long_connection.max_pending_messages",
+                "must be at least 1",
             ));
         }
         if !(0.0..=1.0).contains(&self.directory.max_delete_share) {
@@ -677,6 +756,44 @@ team_name = "Team"
         )
         .unwrap();
         assert_eq!(ok.auth.allowed_redirect_origins.len(), 2);
+    }
+
+    #[test]
+    fn long_connection_settings_load_and_are_checked() {
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("BRIDGE__INGRESS__LONG_CONNECTION__PONG_TIMEOUT", "3s"),
+                ("BRIDGE__INGRESS__LONG_CONNECTION__CONNECTIONS_PER_APP", "2"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.ingress.long_connection.pong_timeout,
+            Duration::from_secs(3)
+        );
+        assert_eq!(s.ingress.long_connection.connections_per_app, 2);
+        let e = Settings::load_from(
+            None,
+            env(&[(
+                "BRIDGE__INGRESS__LONG_CONNECTION__CONNECTIONS_PER_APP",
+                "51",
+            )]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("connections_per_app"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("apps.toml");
+        std::fs::write(
+            &path,
+            "[[apps]]\napp_id = \"cli_0123456789abcdef\"\napp_secret = \"s\"\nverification_token = \"t\"\ndelivery = \"long_connection\"\n",
+        )
+        .unwrap();
+        let s = Settings::load_from(Some(&path), env(&[])).unwrap();
+        assert_eq!(s.apps[0].delivery, DeliveryMode::LongConnection);
+        std::fs::write(&path, "[[apps]]\napp_id = \"cli_0123456789abcdef\"\napp_secret = \"s\"\nverification_token = \"t\"\ndelivery = \"pigeon\"\n").unwrap();
+        assert!(Settings::load_from(Some(&path), env(&[])).is_err());
     }
 
     #[test]

@@ -40,6 +40,40 @@ impl Domain {
     }
 }
 
+/// How Feishu delivers the app's events to us: pushed to the webhook, over the long
+/// connection (WebSocket) the ingress dials, or both (during a switch-over).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Delivery {
+    #[default]
+    Webhook,
+    LongConnection,
+    Both,
+}
+
+impl Delivery {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "webhook" => Some(Self::Webhook),
+            "long_connection" => Some(Self::LongConnection),
+            "both" => Some(Self::Both),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Webhook => "webhook",
+            Self::LongConnection => "long_connection",
+            Self::Both => "both",
+        }
+    }
+
+    /// Whether the ingress keeps a long connection for the app.
+    pub fn long_connection(self) -> bool {
+        matches!(self, Self::LongConnection | Self::Both)
+    }
+}
+
 /// A binding with its secrets decrypted. `Debug` redacts the secrets.
 #[derive(Debug, Clone)]
 pub struct AppBinding {
@@ -51,6 +85,7 @@ pub struct AppBinding {
     pub domain: Domain,
     pub enabled: bool,
     pub qr_login_enabled: bool,
+    pub delivery: Delivery,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -65,6 +100,7 @@ pub struct BindingInput {
     pub domain: Domain,
     pub enabled: bool,
     pub qr_login_enabled: bool,
+    pub delivery: Delivery,
 }
 
 fn ctx(column: &str, app_id: &str) -> String {
@@ -85,6 +121,7 @@ fn decode(key: &MasterKey, m: app_binding::Model) -> Result<AppBinding, SecretEr
         team_name: m.team_name,
         enabled: m.enabled,
         qr_login_enabled: m.qr_login_enabled,
+        delivery: Delivery::parse(&m.delivery).unwrap_or_default(),
         updated_at: m.updated_at,
         app_id: m.app_id,
     })
@@ -214,7 +251,8 @@ impl AppRegistry {
                 && old.team_name == input.team_name
                 && old.domain == input.domain
                 && old.enabled == input.enabled
-                && old.qr_login_enabled == input.qr_login_enabled;
+                && old.qr_login_enabled == input.qr_login_enabled
+                && old.delivery == input.delivery;
             if same {
                 return Ok(false);
             }
@@ -238,6 +276,7 @@ impl AppRegistry {
             domain: Set(input.domain.as_str().to_string()),
             enabled: Set(input.enabled),
             qr_login_enabled: Set(input.qr_login_enabled),
+            delivery: Set(input.delivery.as_str().to_string()),
             created_at: Set(existing.as_ref().map(|m| m.created_at).unwrap_or(now)),
             updated_at: Set(now),
         };

@@ -7,6 +7,6 @@ pub mod entity;
 pub mod migration;
 pub mod secrets;
 
-pub use apps::{AppBinding, AppRegistry, Domain};
+pub use apps::{AppBinding, AppRegistry, Delivery, Domain};
 pub use db::connect;
 pub use secrets::{MasterKey, SecretError};

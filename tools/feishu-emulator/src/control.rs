@@ -60,7 +60,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/push_log", web::get().to(push_log))
             .route("/events", web::get().to(events))
             .route("/qr/auto_user", web::put().to(put_qr_auto_user))
-            .route("/qr/scan", web::post().to(qr_scan)),
+            .route("/qr/scan", web::post().to(qr_scan))
+            .route(
+                "/apps/{app_id}/subscription",
+                web::put().to(put_subscription),
+            )
+            .route("/apps/{app_id}/connections", web::get().to(get_connections))
+            .route("/long_connection", web::get().to(get_ws_settings))
+            .route("/long_connection", web::put().to(put_ws_settings))
+            .route("/long_connection/kill", web::post().to(kill_connections)),
     );
 }
 
@@ -448,4 +456,46 @@ async fn qr_scan(emu: web::Data<Emulator>, b: web::Json<QrUser>) -> R {
         .user_id
         .ok_or_else(|| EmulatorError::Invalid("user_id is required".into()))?;
     json_ok(json!({"tmp_code": emu.qr_scan(&app, &user)?}))
+}
+
+#[derive(Deserialize)]
+struct SubscriptionBody {
+    mode: crate::ws::Subscription,
+}
+
+async fn put_subscription(
+    emu: web::Data<Emulator>,
+    p: web::Path<String>,
+    b: web::Json<SubscriptionBody>,
+) -> R {
+    emu.app(&p)
+        .ok_or_else(|| EmulatorError::NotFound(format!("app {p}")))?;
+    emu.set_subscription(&p, b.mode);
+    json_ok(json!({"mode": emu.subscription(&p)}))
+}
+
+async fn get_connections(emu: web::Data<Emulator>, p: web::Path<String>) -> R {
+    json_ok(json!({
+        "connections": emu.connections(&p),
+        "refused": emu.refused_connections(),
+    }))
+}
+
+async fn get_ws_settings(emu: web::Data<Emulator>) -> R {
+    json_ok(emu.ws_settings())
+}
+
+async fn put_ws_settings(emu: web::Data<Emulator>, s: web::Json<crate::ws::WsSettings>) -> R {
+    emu.set_ws_settings(s.into_inner());
+    json_ok(emu.ws_settings())
+}
+
+#[derive(Deserialize)]
+struct KillBody {
+    #[serde(default)]
+    app_id: Option<String>,
+}
+
+async fn kill_connections(emu: web::Data<Emulator>, b: web::Json<KillBody>) -> R {
+    json_ok(json!({"killed": emu.kill_connections(b.app_id.as_deref())}))
 }

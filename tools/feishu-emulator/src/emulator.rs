@@ -54,6 +54,7 @@ pub(crate) struct Inner {
     pub limiter: Mutex<Limiter>,
     pub faults: Mutex<Faults>,
     pub hub: Hub,
+    pub ws: crate::ws::WsHub,
     pub clock: Clock,
 }
 
@@ -83,6 +84,7 @@ impl Emulator {
                 limiter: Mutex::new(Limiter::default()),
                 faults: Mutex::new(Faults::new(seed)),
                 hub: Hub::new(seed),
+                ws: Default::default(),
                 clock: Clock::default(),
             }),
         }

@@ -21,6 +21,7 @@ pub mod push;
 pub mod runtime;
 pub mod server;
 pub mod state;
+pub mod ws;
 
 pub use emulator::Emulator;
 pub use error::{ApiError, EmulatorError};
@@ -31,3 +32,4 @@ pub use mutate::{NewDepartment, NewUser, UserPatch};
 pub use push::PushAttempt;
 pub use server::RunningEmulator;
 pub use state::{App, ContactScope, Department, Settings, State, Tenant, User};
+pub use ws::{Subscription, WsSettings};

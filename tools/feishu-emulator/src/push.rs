@@ -17,6 +17,10 @@ use serde_json::{json, Value};
 use crate::emulator::{lock, Emulator};
 use crate::error::EmulatorError;
 use crate::ids;
+use crate::ws::Subscription;
+
+/// What the push log shows as the `url` of a delivery over the long connection.
+pub const LONG_CONNECTION: &str = "long-connection";
 
 /// Feishu's re-push intervals after a failed delivery (events.md §2.8).
 pub const RETRY_LADDER: [Duration; 4] = [
@@ -118,7 +122,7 @@ impl Emulator {
                 app.event_request_url.is_some(),
             )
         };
-        if !has_url {
+        if !has_url && self.subscription(app_id) != Subscription::LongConnection {
             return;
         }
         let event_id = ids::event_id(&mut rand::thread_rng());
@@ -238,6 +242,9 @@ impl Emulator {
 
     /// One POST of an event; true when the receiver answered 200.
     async fn deliver(&self, o: &Outgoing, attempt: u32, duplicate: bool) -> bool {
+        if self.subscription(&o.app_id) == Subscription::LongConnection {
+            return self.deliver_long_connection(o, attempt, duplicate).await;
+        }
         let (url, key) = self.target(&o.app_id).unwrap_or((None, None));
         let mut rec = PushAttempt {
             seq: 0,
@@ -262,6 +269,38 @@ impl Emulator {
             Ok((status, _)) => {
                 rec.status = Some(status);
                 rec.ok = status == 200;
+            }
+            Err(e) => rec.error = Some(e),
+        }
+        let ok = rec.ok;
+        self.inner.hub.record(rec);
+        ok
+    }
+
+    /// One attempt over the app's long connection: plaintext, to one live connection; a
+    /// success only for an ack with code 200 within 3 s.
+    async fn deliver_long_connection(&self, o: &Outgoing, attempt: u32, duplicate: bool) -> bool {
+        let mut rec = PushAttempt {
+            seq: 0,
+            app_id: o.app_id.clone(),
+            event_id: o.event_id.clone(),
+            event_type: o.event_type.clone(),
+            url: Some(LONG_CONNECTION.into()),
+            attempt,
+            duplicate,
+            at_ms: self.clock().now_ms(),
+            status: None,
+            ok: false,
+            error: None,
+        };
+        let (conn, result) = self.deliver_ws_status(&o.app_id, &o.body).await;
+        if let Some(id) = conn {
+            rec.url = Some(format!("{LONG_CONNECTION}/{id}"));
+        }
+        match result {
+            Ok(code) => {
+                rec.status = Some(code);
+                rec.ok = code == 200;
             }
             Err(e) => rec.error = Some(e),
         }
@@ -391,11 +430,12 @@ impl Emulator {
                 .map(|t| t.tenant_key.clone())
                 .unwrap_or_default()
         };
-        let url = app
-            .callback_url
-            .clone()
-            .or(app.event_request_url.clone())
-            .ok_or_else(|| EmulatorError::Invalid("app has no callback url (200340)".into()))?;
+        let long_connection = self.subscription(app_id) == Subscription::LongConnection;
+        let url = match long_connection {
+            true => Some(LONG_CONNECTION.to_string()),
+            false => app.callback_url.clone().or(app.event_request_url.clone()),
+        }
+        .ok_or_else(|| EmulatorError::Invalid("app has no callback url (200340)".into()))?;
         let event_id = ids::event_id(&mut rand::thread_rng());
         let envelope = json!({
             "schema": "2.0",
@@ -410,14 +450,23 @@ impl Emulator {
             "event": event,
         });
         lock(&self.inner.hub.events).push(envelope.clone());
-        let result = self
-            .post_signed(
+        let result = if long_connection {
+            // The callback's answer travels base64-encoded in the ack's `data`.
+            self.deliver_ws(app_id, envelope.to_string().as_bytes())
+                .await
+                .map(|ack| {
+                    let code = ack.get("code").and_then(Value::as_u64).unwrap_or(0) as u16;
+                    (code, Self::ack_data(&ack).to_string().into_bytes())
+                })
+        } else {
+            self.post_signed(
                 &url,
                 app.encrypt_key.as_deref(),
                 envelope.to_string().as_bytes(),
                 true,
             )
-            .await;
+            .await
+        };
         let mut rec = PushAttempt {
             seq: 0,
             app_id: app_id.to_string(),

@@ -64,6 +64,7 @@ impl Emulator {
                 .app_data(web::PayloadConfig::new(4 * 1024 * 1024))
                 .configure(crate::control::routes)
                 .configure(crate::api::routes)
+                .configure(crate::ws::routes)
         })
         .workers(2)
         .disable_signals()

@@ -92,6 +92,27 @@ enum Cmd {
         #[arg(long, default_value_t = 20_000)]
         transactions: usize,
     },
+    /// Plays Feishu for the long-connection benchmark: serves discovery and the WebSocket on
+    /// `--listen`, waits for the bridge to connect, then pushes events over the connection.
+    Longconn {
+        #[arg(long)]
+        listen: String,
+        #[arg(long)]
+        app_id: String,
+        #[arg(long)]
+        app_secret: String,
+        #[arg(long)]
+        token: String,
+        #[arg(long)]
+        encrypt_key: String,
+        #[arg(long, default_value_t = 20_000)]
+        events: usize,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Start only once this file exists (the script's signal).
+        #[arg(long)]
+        go_file: Option<String>,
+    },
     /// Publishes notification requests, each to one distinct user, to `notify.requests`.
     NotifyRequests {
         #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
@@ -178,6 +199,7 @@ fn event_json(app_id: &str, token: &str, i: usize) -> String {
 mod auth;
 mod directory;
 mod http1;
+mod longconn;
 mod notify;
 
 struct Prepared {
@@ -470,6 +492,28 @@ async fn main() -> anyhow::Result<()> {
             channels,
         } => ceiling(amqp, app_id, messages, concurrency, channels).await,
         Cmd::Purge { amqp, queue } => purge(amqp, queue).await,
+        Cmd::Longconn {
+            listen,
+            app_id,
+            app_secret,
+            token,
+            encrypt_key,
+            events,
+            concurrency,
+            go_file,
+        } => {
+            longconn::run(longconn::Args {
+                listen,
+                app_id,
+                app_secret,
+                token,
+                encrypt_key,
+                events,
+                concurrency,
+                go_file,
+            })
+            .await
+        }
         Cmd::Logins {
             bridge,
             emulator,

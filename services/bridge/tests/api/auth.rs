@@ -554,6 +554,7 @@ async fn set_binding(w: &World, p: bridge_runtime::settings::AppProvision) {
         domain: bridge_store::Domain::Feishu,
         enabled: p.enabled,
         qr_login_enabled: p.qr_login_enabled,
+        delivery: bridge_store::Delivery::Webhook,
     })
     .await
     .unwrap();

@@ -83,6 +83,7 @@ impl TestApp {
             domain: None,
             enabled,
             qr_login_enabled: false,
+            delivery: Default::default(),
         }
     }
 

@@ -9,6 +9,7 @@ mod console;
 mod directory;
 mod helpers;
 mod ingress;
+mod longconn;
 mod notifier;
 mod outage;
 mod process;

@@ -19,6 +19,7 @@ fn input(app_id: &str, secret: &str) -> BindingInput {
         domain: Domain::Lark,
         enabled: true,
         qr_login_enabled: true,
+        delivery: bridge_store::Delivery::Both,
     }
 }
 

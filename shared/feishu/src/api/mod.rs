@@ -9,6 +9,7 @@ pub mod contact;
 pub mod im;
 pub mod limit;
 mod token;
+pub mod ws;
 
 use std::time::Duration;
 

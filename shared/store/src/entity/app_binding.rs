@@ -14,6 +14,8 @@ pub struct Model {
     pub domain: String,
     pub enabled: bool,
     pub qr_login_enabled: bool,
+    /// `webhook`, `long_connection` or `both` (see `apps::Delivery`).
+    pub delivery: String,
     pub created_at: ChronoDateTimeUtc,
     pub updated_at: ChronoDateTimeUtc,
 }

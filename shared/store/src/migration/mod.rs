@@ -6,6 +6,7 @@ mod m20261124_000001_app_bindings;
 mod m20261124_000002_directory;
 mod m20261124_000003_auth;
 mod m20261124_000004_notifier;
+mod m20261124_000005_delivery_mode;
 mod m20261124_000006_console;
 
 pub struct Migrator;
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000002_directory::Migration),
             Box::new(m20261124_000003_auth::Migration),
             Box::new(m20261124_000004_notifier::Migration),
+            Box::new(m20261124_000005_delivery_mode::Migration),
             Box::new(m20261124_000006_console::Migration),
         ]
     }

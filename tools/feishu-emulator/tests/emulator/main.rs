@@ -12,3 +12,4 @@ mod control;
 mod events;
 mod im;
 mod limits;
+mod longconn;
