@@ -8,7 +8,7 @@
       loginWith: "用飞书扫码登录：", tokenLabel: "或输入引导管理员令牌（bootstrap admin token）", useToken: "使用令牌",
       notAdmin: "你的飞书账号不是该应用的管理员，无法使用控制台。", apps: "应用绑定", newApp: "新建绑定",
       appId: "App ID", appSecret: "App Secret", encryptKey: "Encrypt Key", token: "Verification Token",
-      team: "团队名称", domain: "域名", enabled: "启用", qr: "开启飞书扫码登录", save: "保存", saved: "已保存",
+      team: "团队名称", domain: "域名", delivery: "接收事件的方式", webhook: "请求地址（Webhook）", longconn: "长连接", both: "两者", enabled: "启用", qr: "开启飞书扫码登录", save: "保存", saved: "已保存",
       del: "删除", confirmDel: "确定删除这个绑定？", isSet: "已设置，末四位 ", notSet: "未设置", keep: "留空则不修改",
       checklist: "配置清单（复制到飞书开发者后台）", copy: "复制", copied: "已复制", scopes: "需要开通的权限",
       events: "需要订阅的事件", bot: "机器人", install: "安装飞书初始化", installing: "初始化中…",
@@ -23,7 +23,7 @@
       loginWith: "Log in by scanning with Feishu:", tokenLabel: "Or enter the bootstrap admin token", useToken: "Use token",
       notAdmin: "Your Feishu account is not an admin of this app, so it cannot use the console.", apps: "App bindings", newApp: "New binding",
       appId: "App ID", appSecret: "App Secret", encryptKey: "Encrypt Key", token: "Verification Token",
-      team: "Team name", domain: "Domain", enabled: "Enabled", qr: "Feishu QR login on", save: "Save", saved: "Saved",
+      team: "Team name", domain: "Domain", delivery: "How events arrive", webhook: "Request URL (webhook)", longconn: "Long connection", both: "Both", enabled: "Enabled", qr: "Feishu QR login on", save: "Save", saved: "Saved",
       del: "Delete", confirmDel: "Delete this binding?", isSet: "set, ends with ", notSet: "not set", keep: "leave empty to keep",
       checklist: "Checklist (paste into Feishu's developer console)", copy: "Copy", copied: "Copied", scopes: "Scopes to enable",
       events: "Events to subscribe", bot: "Bot", install: "Install / initialise", installing: "Initialising…",
@@ -145,6 +145,10 @@
       [el("label", { for: "domain", text: t("domain") }), el("select", { id: "domain" }, [
         el("option", { value: "feishu", selected: !a || a.domain === "feishu" }, ["Feishu 飞书"]),
         el("option", { value: "lark", selected: a && a.domain === "lark" }, ["Lark"])])],
+      [el("label", { for: "delivery", text: t("delivery") }), el("select", { id: "delivery" }, [
+        el("option", { value: "webhook", selected: !a || a.delivery === "webhook" }, [t("webhook")]),
+        el("option", { value: "long_connection", selected: a && a.delivery === "long_connection" }, [t("longconn")]),
+        el("option", { value: "both", selected: a && a.delivery === "both" }, [t("both")])])],
       [el("div", { class: "row" }, [
         el("label", {}, [el("input", { type: "checkbox", id: "enabled", checked: !a || a.enabled }), " " + t("enabled")]),
         el("label", {}, [el("input", { type: "checkbox", id: "qr_login_enabled", checked: a && a.qr_login_enabled }), " " + t("qr")])])],
@@ -157,6 +161,7 @@
     f.addEventListener("submit", function (e) {
       e.preventDefault();
       var body = { team_name: f.team_name.value, domain: document.getElementById("domain").value,
+        delivery: document.getElementById("delivery").value,
         enabled: document.getElementById("enabled").checked, qr_login_enabled: document.getElementById("qr_login_enabled").checked };
       ["app_secret", "encrypt_key", "verification_token"].forEach(function (k) { if (f[k].value) body[k] = f[k].value; });
       var req = a ? api("PATCH", "/api/v1/apps/" + a.app_id, body) : api("POST", "/api/v1/apps", Object.assign({ app_id: f.app_id.value.trim() }, body));

@@ -320,7 +320,11 @@ async fn bindings_api_permissions_validation_and_audit() {
         .iter()
         .map(|i| i["action"].as_str().unwrap())
         .collect();
-    assert_eq!(actions, vec!["delete", "update", "update", "create"]);
+    assert_eq!(
+        actions,
+        vec!["delete", "update", "update", "create"],
+        "a refused change is not audited"
+    );
     let text = a.to_string();
     assert!(
         !text.contains(secret)
