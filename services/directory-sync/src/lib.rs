@@ -8,7 +8,6 @@ pub mod apply;
 mod consumer;
 mod events;
 pub mod export;
-mod lock;
 pub mod model;
 mod outbox;
 mod sync;

@@ -18,8 +18,8 @@ use prost::Message as _;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use crate::lock::{self, Lease};
 use crate::Inner;
+use bridge_store::lease::{self as lock, Lease};
 
 const BATCH: u64 = 500;
 const CHUNK: usize = 128;

@@ -19,8 +19,8 @@ use sea_orm::{
 use serde::Serialize;
 
 use crate::apply::{Applier, Cause, Tally};
-use crate::lock;
 use crate::Inner;
+use bridge_store::lease as lock;
 
 #[derive(Debug, Clone, Default)]
 pub struct SyncOptions {

@@ -198,9 +198,11 @@ pub struct IngressSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LongConnectionSettings {
-    /// Connections this replica keeps per app. Feishu allows 50 per app across every
-    /// replica; beyond that the handshake is refused and the binding stops with an error.
+    /// Connections this replica keeps per app.
     pub connections_per_app: u32,
+    /// Connections per app across every replica (Feishu allows 50): each connection holds
+    /// one of this many slots (a PostgreSQL lease); a replica finding none free waits.
+    pub max_connections_per_app: u32,
     /// Pings are sent at Feishu's `PingInterval`, but at least this often.
     #[serde(with = "humantime_serde")]
     pub max_ping_interval: Duration,
@@ -226,6 +228,7 @@ impl Default for LongConnectionSettings {
     fn default() -> Self {
         Self {
             connections_per_app: 1,
+            max_connections_per_app: 50,
             max_ping_interval: Duration::from_secs(120),
             pong_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(15),
@@ -511,6 +514,12 @@ impl Settings {
             return Err(invalid(
                 "ingress.long_connection.connections_per_app",
                 "must be between 1 and 50, Feishu's limit per app",
+            ));
+        }
+        if !(1..=50).contains(&lc.max_connections_per_app) {
+            return Err(invalid(
+                "ingress.long_connection.max_connections_per_app",
+                "must be between 1 and 50, Feishu's limit per app across replicas",
             ));
         }
         if lc.pong_timeout.is_zero() || lc.max_ping_interval.is_zero() {

@@ -4,6 +4,7 @@
 pub mod apps;
 pub mod db;
 pub mod entity;
+pub mod lease;
 pub mod migration;
 pub mod secrets;
 

@@ -411,6 +411,40 @@ async fn two_replicas_share_the_deliveries_and_together_receive_all() {
 }
 
 #[tokio::test]
+async fn replicas_together_stay_within_the_connection_cap() {
+    let w = Lc::new(|_| {}).await;
+    let mut s = w.settings(DeliveryMode::LongConnection, fresh_database().await, None);
+    s.ingress.long_connection.connections_per_app = 2;
+    s.ingress.long_connection.max_connections_per_app = 3;
+    let a = Bridge::start_with(s.clone(), Role::Ingress).await;
+    w.wait_connections(2).await;
+    // The second replica wants two as well, but only one slot is left.
+    let b = Bridge::start_with(s, Role::Ingress).await;
+    w.wait_connections(3).await;
+    until(
+        "b holds one connection",
+        Duration::from_secs(15),
+        || async { app_state(&readyz(&b).await, &w.app.app_id)["connections"] == 1 },
+    )
+    .await;
+    assert_eq!(
+        w.emu.connections(&w.app.app_id),
+        3,
+        "never more than the cap"
+    );
+    // The first replica stops: its slots free up and the second takes one more.
+    a.stop().await;
+    until(
+        "b holds two connections",
+        Duration::from_secs(20),
+        || async { app_state(&readyz(&b).await, &w.app.app_id)["connections"] == 2 },
+    )
+    .await;
+    w.wait_connections(2).await;
+    b.stop().await;
+}
+
+#[tokio::test]
 async fn webhook_and_long_connection_together_do_not_double_publish() {
     let w = Lc::new(|_| {}).await;
     let mut q = EventQueue::bind(&w.app.app_id).await;

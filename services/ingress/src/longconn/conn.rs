@@ -158,8 +158,45 @@ fn handshake_failure(e: tungstenite::Error) -> Failure {
     }
 }
 
+/// Takes a free one of the app's connection slots (a lease shared by every replica), waiting
+/// while all are held, so the replicas together never open more than
+/// `max_connections_per_app` connections. `None` when stopped meanwhile.
+async fn slot(ctx: &mut Ctx) -> Option<bridge_store::lease::Lease> {
+    use bridge_store::lease;
+    let mut warned = false;
+    loop {
+        for i in 0..ctx.settings.max_connections_per_app {
+            let key = lease::key(&format!("{}#{i}", ctx.creds.app_id));
+            match lease::try_lease(ctx.state.apps.db(), lease::LONG_CONNECTION, key).await {
+                Ok(Some(l)) => return Some(l),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(app_id = %ctx.creds.app_id, error = %e, "cannot take a connection slot");
+                    break;
+                }
+            }
+        }
+        if !warned {
+            warned = true;
+            tracing::warn!(
+                app_id = %ctx.creds.app_id,
+                max = ctx.settings.max_connections_per_app,
+                "every long-connection slot of the app is held by other connections; waiting for one"
+            );
+        }
+        ctx.status.waiting_for_slot();
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = stopped(&mut ctx.stop) => return None,
+        }
+    }
+}
+
 async fn session(ctx: &mut Ctx, config: &mut ClientConfig) -> Result<End, Failure> {
     let timeout = ctx.settings.connect_timeout;
+    let Some(_slot) = slot(ctx).await else {
+        return Ok(End::Stopped);
+    };
     ctx.status.connecting();
     let ep = tokio::select! {
         r = ctx.client.ws_endpoint(&ctx.creds, timeout) => r.map_err(discovery_failure)?,

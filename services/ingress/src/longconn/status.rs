@@ -37,6 +37,15 @@ impl AppStatus {
         })
     }
 
+    /// Every connection slot of the app is held by other replicas' connections.
+    pub fn waiting_for_slot(&self) {
+        self.with(|i| {
+            if i.connections == 0 {
+                i.state = "waiting_for_slot";
+            }
+        })
+    }
+
     pub fn opened(&self) {
         self.with(|i| {
             i.connections += 1;

@@ -13,6 +13,8 @@ pub struct Lease {
 /// Lock classes.
 pub const SYNC: i32 = 1;
 pub const OUTBOX: i32 = 2;
+/// One of an app's long-connection slots (Feishu allows 50 connections per app).
+pub const LONG_CONNECTION: i32 = 3;
 
 /// A stable 32-bit key for a name.
 pub fn key(name: &str) -> i32 {
