@@ -288,6 +288,36 @@ fn level_by_level<'a>(
     })
 }
 
+/// Runs `$body` with an applier `$a` in a transaction of the sync, again from the start when
+/// it meets a concurrent change (up to [`CONFLICT_RETRIES`] times); evaluates to the body's
+/// value. (A macro: an async closure borrowing the applier makes the spawned sync future
+/// lose `Send`.)
+macro_rules! in_txn {
+    ($inner:expr, $app_id:expr, $run_id:expr, $version:expr, |$a:ident| $body:block) => {{
+        let mut attempt = 0;
+        loop {
+            let result: Result<_, sea_orm::DbErr> = async {
+                let txn = $inner.db.begin().await?;
+                let mut $a =
+                    Applier::new(&txn, $app_id, $version, Cause::Sync($run_id.to_string()));
+                let value = $body;
+                drop($a);
+                txn.commit().await?;
+                Ok(value)
+            }
+            .await;
+            match result {
+                Ok(value) => break Ok::<_, sea_orm::DbErr>(value),
+                Err(e) if attempt < CONFLICT_RETRIES => {
+                    attempt += 1;
+                    conflict_pause(attempt, &e).await;
+                }
+                Err(e) => break Err(e),
+            }
+        }
+    }};
+}
+
 async fn apply_users(
     inner: &Inner,
     app_id: &str,
@@ -297,32 +327,15 @@ async fn apply_users(
     counts: &Mutex<Counts>,
     known: &HashSet<String>,
 ) -> Result<(), SyncError> {
-    let mut attempt = 0;
-    loop {
-        let result: Result<(Tally, Tally), sea_orm::DbErr> = async {
-            let txn = inner.db.begin().await?;
-            let mut a = Applier::new(&txn, app_id, version, Cause::Sync(run_id.to_string()));
-            a.sync_users(users, known).await?;
-            let tallies = (a.users, a.memberships);
-            txn.commit().await?;
-            Ok(tallies)
-        }
-        .await;
-        match result {
-            Ok((ut, mt)) => {
-                if let Ok(mut c) = counts.lock() {
-                    c.users.add(ut);
-                    c.memberships.add(mt);
-                }
-                return Ok(());
-            }
-            Err(e) if attempt < CONFLICT_RETRIES => {
-                attempt += 1;
-                conflict_pause(attempt, &e).await;
-            }
-            Err(e) => return Err(e.into()),
-        }
+    let (ut, mt) = in_txn!(inner, app_id, run_id, version, |a| {
+        a.sync_users(users, known).await?;
+        (a.users, a.memberships)
+    })?;
+    if let Ok(mut c) = counts.lock() {
+        c.users.add(ut);
+        c.memberships.add(mt);
     }
+    Ok(())
 }
 
 /// A page transaction can meet a concurrent event's transaction on the same rows (a unique
@@ -391,28 +404,12 @@ async fn walk_and_apply(
     let mut ordered: Vec<FDept> = depts.values().cloned().collect();
     ordered.sort_by_key(|d| depth(&depts, d));
     for chunk in ordered.chunks(200) {
-        let mut attempt = 0;
-        let t = loop {
-            let result: Result<Tally, sea_orm::DbErr> = async {
-                let txn = inner.db.begin().await?;
-                let mut a = Applier::new(&txn, app_id, version, Cause::Sync(run_id.to_string()));
-                for d in chunk {
-                    a.upsert_department(d).await?;
-                }
-                let t = a.departments;
-                txn.commit().await?;
-                Ok(t)
+        let t = in_txn!(inner, app_id, run_id, version, |a| {
+            for d in chunk {
+                a.upsert_department(d).await?;
             }
-            .await;
-            match result {
-                Ok(t) => break t,
-                Err(e) if attempt < CONFLICT_RETRIES => {
-                    attempt += 1;
-                    conflict_pause(attempt, &e).await;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        };
+            a.departments
+        })?;
         if let Ok(mut c) = counts.lock() {
             c.departments.add(t);
         }
@@ -500,26 +497,24 @@ async fn walk_and_apply(
         .filter(|id| !depts.contains_key(id))
         .collect();
     for chunk in gone_users.chunks(200) {
-        let txn = inner.db.begin().await?;
-        let mut a = Applier::new(&txn, app_id, version, Cause::Sync(run_id.to_string()));
-        for id in chunk {
-            a.delete_user(id).await?;
-        }
-        let (ut, mt) = (a.users, a.memberships);
-        txn.commit().await?;
+        let (ut, mt) = in_txn!(inner, app_id, run_id, version, |a| {
+            for id in chunk {
+                a.delete_user(id).await?;
+            }
+            (a.users, a.memberships)
+        })?;
         if let Ok(mut c) = counts.lock() {
             c.users.add(ut);
             c.memberships.add(mt);
         }
     }
     for chunk in gone_departments.chunks(200) {
-        let txn = inner.db.begin().await?;
-        let mut a = Applier::new(&txn, app_id, version, Cause::Sync(run_id.to_string()));
-        for id in chunk {
-            a.delete_department(id).await?;
-        }
-        let (dt, mt) = (a.departments, a.memberships);
-        txn.commit().await?;
+        let (dt, mt) = in_txn!(inner, app_id, run_id, version, |a| {
+            for id in chunk {
+                a.delete_department(id).await?;
+            }
+            (a.departments, a.memberships)
+        })?;
         if let Ok(mut c) = counts.lock() {
             c.departments.add(dt);
             c.memberships.add(mt);
