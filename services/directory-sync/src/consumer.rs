@@ -150,6 +150,7 @@ async fn committed(inner: &Arc<Inner>, items: Vec<Item>, reconcile: Vec<String>)
     }
     metrics::counter!("directory_events_total", "outcome" => "applied").increment(n as u64);
     inner.outbox_wake.notify_one();
+    inner.stats.note(&inner.db, n as u64);
     for app_id in reconcile {
         // The scope shrank or grew by Feishu's own word: the deletion guard, which protects
         // against partial answers, does not apply.

@@ -10,6 +10,7 @@ mod events;
 pub mod export;
 pub mod model;
 mod outbox;
+mod stats;
 mod sync;
 
 use std::collections::HashSet;
@@ -39,6 +40,8 @@ pub(crate) struct Inner {
     pub feishu_base: Option<Url>,
     pub gate: Gate,
     pub outbox_wake: tokio::sync::Notify,
+    /// Planner statistics kept current while the tables grow fast.
+    pub stats: Arc<stats::Stats>,
     /// Apps with a sync running in this process (PostgreSQL advisory locks cover replicas).
     pub running: Mutex<HashSet<String>>,
     /// Apps whose sync was asked for while one was running: one more follows.
@@ -101,6 +104,7 @@ impl DirectorySync {
                 feishu_base: d.feishu_base,
                 gate: d.gate,
                 outbox_wake: tokio::sync::Notify::new(),
+                stats: Arc::default(),
                 running: Mutex::new(HashSet::new()),
                 rerun: Mutex::new(HashSet::new()),
             }),

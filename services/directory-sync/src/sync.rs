@@ -196,6 +196,8 @@ async fn run_once(inner: &Inner, app_id: &str, opts: SyncOptions) -> Result<Stri
     let started = std::time::Instant::now();
     let counts = Arc::new(Mutex::new(Counts::default()));
     let result = walk_and_apply(inner, &creds, &run_id, opts.force, &counts).await;
+    // A sync may have filled the tables: fresh statistics before the events that follow.
+    inner.stats.start(&inner.db);
     let counts = counts.lock().map(|c| c.clone()).unwrap_or_default();
     let (status, error) = match &result {
         Ok(()) => ("succeeded", None),
