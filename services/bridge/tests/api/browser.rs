@@ -70,6 +70,14 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        // A test that failed before closing its session leaves Chromium running under
+        // chromedriver; its processes are the ones using this driver's profile.
+        let _ = std::process::Command::new("pkill")
+            .args([
+                "-f",
+                &format!("--user-data-dir={}", self.profile.path().display()),
+            ])
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
