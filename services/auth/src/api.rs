@@ -81,18 +81,8 @@ fn clear_session_cookies(resp: &mut HttpResponse) {
     }
 }
 
-fn access_token(req: &HttpRequest) -> Option<String> {
-    req.headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|s| s.trim().to_string())
-        .or_else(|| req.cookie(SESSION_COOKIE).map(|c| c.value().to_string()))
-        .filter(|t| !t.is_empty())
-}
-
 async fn verified(v: &Verifier, req: &HttpRequest) -> Result<bridge_session::Claims, ApiError> {
-    let t = access_token(req).ok_or_else(|| {
+    let t = bridge_session::session_token(req).ok_or_else(|| {
         ApiError::new(StatusCode::UNAUTHORIZED, 40121, "no session: log in first")
     })?;
     v.verify(&t).await.map_err(|e| {
@@ -153,7 +143,7 @@ async fn logout(
     body: Option<web::Json<RefreshBody>>,
 ) -> Result<HttpResponse, ApiError> {
     let mut sid = None;
-    if let Some(t) = access_token(&req) {
+    if let Some(t) = bridge_session::session_token(&req) {
         match inner.verifier.verify(&t).await {
             Ok(c) => sid = Some(c.sid),
             Err(bridge_session::VerifyError::Expired | bridge_session::VerifyError::Revoked) => {}

@@ -1,10 +1,9 @@
 //! `auth.events`: an audit record of every login and logout, and for subscribers outside this
 //! system the news that a session's tokens stopped being valid.
 
-use bridge_bus::{Message, Props};
+use bridge_bus::{Described, Message, Props};
 use bridge_contracts::topology::AUTH_EVENTS;
 use bridge_contracts::v1::{AuthEvent, AuthEventKind};
-use bridge_contracts::PROTOBUF_CONTENT_TYPE;
 use bridge_store::entity::auth_session;
 use prost::Message as _;
 
@@ -18,35 +17,16 @@ async fn publish(inner: &Inner, ev: AuthEvent, word: &str) {
         exchange: AUTH_EVENTS.to_string(),
         routing_key,
         body: bytes::Bytes::from(ev.encode_to_vec()),
-        props: Props {
-            message_id: id.clone(),
-            content_type: PROTOBUF_CONTENT_TYPE.to_string(),
+        props: Props::protobuf(Described {
+            id,
             type_name: AuthEvent::FULL_NAME.to_string(),
             timestamp_ms: ev.at_ms,
-            headers: vec![
-                (
-                    "traceparent".to_string(),
-                    bridge_runtime::telemetry::current_traceparent(),
-                ),
-                ("cloudEvents:specversion".to_string(), "1.0".to_string()),
-                ("cloudEvents:id".to_string(), id),
-                (
-                    "cloudEvents:source".to_string(),
-                    format!("feishu-bridge/auth/{}", ev.app_id),
-                ),
-                (
-                    "cloudEvents:type".to_string(),
-                    format!("feishu_bridge.auth.{word}"),
-                ),
-                (
-                    "cloudEvents:time".to_string(),
-                    chrono::DateTime::from_timestamp_millis(ev.at_ms)
-                        .unwrap_or_default()
-                        .to_rfc3339(),
-                ),
-                ("cloudEvents:subject".to_string(), ev.subject.clone()),
-            ],
-        },
+            source: format!("urn:feishu-bridge:auth:{}", ev.app_id),
+            kind: format!("feishu_bridge.auth.{word}"),
+            time_ms: ev.at_ms,
+            subject: ev.subject.clone(),
+            traceparent: bridge_runtime::telemetry::current_traceparent(),
+        }),
     };
     // The session is already recorded (or revoked) in the database, which every service of
     // this system reads; the record here is the audit trail and the news for outside

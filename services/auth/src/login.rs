@@ -93,19 +93,11 @@ pub fn safe_redirect(target: &str, allowed: &[String]) -> Option<String> {
     allowed.contains(&origin).then(|| u.to_string())
 }
 
-/// This service's base URL as Feishu sees it: `public_base_url`, else the request's host.
-fn base_url(inner: &Inner, req: &HttpRequest) -> String {
-    match &inner.public_base_url {
-        Some(u) => u.as_str().trim_end_matches('/').to_string(),
-        None => {
-            let info = req.connection_info();
-            format!("{}://{}", info.scheme(), info.host())
-        }
-    }
-}
-
 pub fn callback_url(inner: &Inner, req: &HttpRequest, app_id: &str) -> String {
-    format!("{}/auth/feishu/{app_id}/callback", base_url(inner, req))
+    format!(
+        "{}/auth/feishu/{app_id}/callback",
+        bridge_runtime::server::public_base(inner.public_base_url.as_ref(), req).0
+    )
 }
 
 #[derive(Deserialize)]

@@ -261,8 +261,6 @@ impl Application {
         let mut service_tokens = settings.api.tokens.clone();
         service_tokens.extend(settings.console.admin_token.clone());
         let gate = Gate::new(service_tokens, Some(verifier.clone()));
-        // The console's resources go before directory-sync's `/api/v1/apps/{app_id}` scope,
-        // which would otherwise take their paths.
         if role.runs(Role::Console) {
             let console = bridge_console::Console::new(bridge_console::Deps {
                 db: db.clone(),
@@ -322,9 +320,7 @@ impl Application {
                 gate: gate.clone(),
             })
             .context("settings: `notifier.templates_dir`")?;
-            // Before directory-sync's `/api/v1/apps/{app_id}` scope, which would otherwise take
-            // `/api/v1/apps/{app_id}/messages` (a scope does not fall through).
-            mounts.insert(0, notifier.mount());
+            mounts.push(notifier.mount());
             tasks.extend(notifier.start(shutdown.clone()));
         }
         let server = HttpServer::bind(&settings.http, mounts, readiness)?;

@@ -15,15 +15,8 @@ use crate::Inner;
 pub struct Actor(pub String);
 
 pub async fn admin(inner: &Inner, req: &HttpRequest) -> Result<Actor, ApiError> {
-    let bearer = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    if let (Some(given), Some(token)) = (bearer, &inner.settings.admin_token) {
-        if !given.is_empty() && bool::from(token.expose_secret().as_bytes().ct_eq(given.as_bytes()))
-        {
+    if let (Some(given), Some(token)) = (bridge_session::bearer(req), &inner.settings.admin_token) {
+        if bool::from(token.expose_secret().as_bytes().ct_eq(given.as_bytes())) {
             return Ok(Actor("bootstrap-token".into()));
         }
     }

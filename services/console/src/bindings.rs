@@ -34,7 +34,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, inner: Arc<Inner>) {
             )
             .into()
         });
-    // Resources, not a scope: directory-sync's `/api/v1/apps/{app_id}` scope shares the prefix.
+    // Resources, not a scope: other services have routes under the same prefix.
     let r = |path: &str| {
         web::resource(path)
             .app_data(data.clone())
@@ -153,22 +153,14 @@ struct Input {
     delivery: Option<String>,
 }
 
-fn is_app_id(s: &str) -> bool {
-    s.len() == 20
-        && s.starts_with("cli_")
-        && s[4..]
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
 /// Checks an input; on create every required field must be there.
 fn validate(i: &Input, creating: bool) -> Result<(), ApiError> {
     let mut problems = Vec::new();
     if creating {
         match i.app_id.as_deref() {
             None | Some("") => problems.push("app_id: required".to_string()),
-            Some(a) if !is_app_id(a) => problems.push(format!(
-                "app_id: `{a}` is not an App ID (cli_ followed by 16 lowercase hex digits)"
+            Some(a) if !bridge_runtime::settings::is_app_id(a) => problems.push(format!(
+                "app_id: `{a}` is not an App ID (cli_ followed by 16 hex digits)"
             )),
             _ => {}
         }

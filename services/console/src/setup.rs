@@ -108,17 +108,6 @@ pub const EVENTS: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// This service's public base URL: `public_base_url`, else the request's host (and a warning).
-pub fn base(inner: &Inner, req: &HttpRequest) -> (String, bool) {
-    match &inner.public_base_url {
-        Some(u) => (u.as_str().trim_end_matches('/').to_string(), true),
-        None => {
-            let info = req.connection_info();
-            (format!("{}://{}", info.scheme(), info.host()), false)
-        }
-    }
-}
-
 fn join(base: &str, path: &str) -> String {
     if path.starts_with('/') {
         format!("{base}{path}")
@@ -128,7 +117,8 @@ fn join(base: &str, path: &str) -> String {
 }
 
 pub fn checklist(inner: &Inner, req: &HttpRequest, app_id: &str) -> Value {
-    let (base, configured) = base(inner, req);
+    let (base, configured) =
+        bridge_runtime::server::public_base(inner.public_base_url.as_ref(), req);
     let item = |key: &str, zh: &str, en: &str, where_zh: &str, where_en: &str, value: String| json!({"key": key, "label": {"zh": zh, "en": en}, "where": {"zh": where_zh, "en": where_en}, "value": value});
     json!({
         "app_id": app_id,

@@ -20,20 +20,21 @@ type Data = web::Data<Arc<Inner>>;
 pub fn mount(inner: Arc<Inner>) -> Mount {
     let data: Data = web::Data::new(inner);
     Arc::new(move |cfg: &mut web::ServiceConfig| {
-        cfg.service(
-            web::scope("/api/v1/apps/{app_id}")
-                .app_data(data.clone())
-                .route("/departments", web::get().to(departments))
-                .route("/departments/{id}", web::get().to(department_one))
-                .route("/departments/{id}/children", web::get().to(children))
-                .route("/departments/{id}/members", web::get().to(members))
-                .route("/users", web::get().to(search_users))
-                .route("/users/{id}", web::get().to(user_one))
-                .route("/directory/export", web::get().to(export))
-                .route("/sync", web::post().to(start_sync))
-                .route("/sync/runs", web::get().to(runs))
-                .route("/sync/runs/{run_id}", web::get().to(run_one)),
-        );
+        // Resources, not a scope on `/api/v1/apps/{app_id}`: a scope takes every path under
+        // its prefix and would hide the console's and the notifier's routes there.
+        let r = |path: &str| {
+            web::resource(format!("/api/v1/apps/{{app_id}}{path}")).app_data(data.clone())
+        };
+        cfg.service(r("/departments").route(web::get().to(departments)))
+            .service(r("/departments/{id}").route(web::get().to(department_one)))
+            .service(r("/departments/{id}/children").route(web::get().to(children)))
+            .service(r("/departments/{id}/members").route(web::get().to(members)))
+            .service(r("/users").route(web::get().to(search_users)))
+            .service(r("/users/{id}").route(web::get().to(user_one)))
+            .service(r("/directory/export").route(web::get().to(export)))
+            .service(r("/sync").route(web::post().to(start_sync)))
+            .service(r("/sync/runs").route(web::get().to(runs)))
+            .service(r("/sync/runs/{run_id}").route(web::get().to(run_one)));
     })
 }
 

@@ -7,10 +7,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bridge_bus::{Message, Props};
+use bridge_bus::{Described, Message, Props};
 use bridge_contracts::topology::ORG_CHANGES;
 use bridge_contracts::v1::OrgChange;
-use bridge_contracts::PROTOBUF_CONTENT_TYPE;
 use bridge_runtime::Shutdown;
 use bridge_store::entity::outbox;
 use chrono::Utc;
@@ -130,39 +129,21 @@ fn message(r: &outbox::Model) -> Message {
         exchange: ORG_CHANGES.to_string(),
         routing_key: r.routing_key.clone(),
         body: bytes::Bytes::from(body),
-        props: Props {
-            message_id: r.message_id.clone(),
-            content_type: PROTOBUF_CONTENT_TYPE.to_string(),
+        props: Props::protobuf(Described {
+            id: r.message_id.clone(),
             type_name: r.type_name.clone(),
             timestamp_ms: r.created_at.timestamp_millis(),
-            headers: vec![
-                (
-                    "traceparent".to_string(),
-                    bridge_runtime::telemetry::current_traceparent(),
-                ),
-                ("cloudEvents:specversion".to_string(), "1.0".to_string()),
-                ("cloudEvents:id".to_string(), r.message_id.clone()),
-                (
-                    "cloudEvents:source".to_string(),
-                    format!("urn:feishu-bridge:directory:{}", r.app_id),
-                ),
-                (
-                    "cloudEvents:type".to_string(),
-                    format!(
-                        "org.{}",
-                        r.routing_key
-                            .split_once('.')
-                            .map(|x| x.1)
-                            .unwrap_or_default()
-                    ),
-                ),
-                (
-                    "cloudEvents:time".to_string(),
-                    r.created_at
-                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                ),
-                ("cloudEvents:subject".to_string(), r.entity_key.clone()),
-            ],
-        },
+            source: format!("urn:feishu-bridge:directory:{}", r.app_id),
+            kind: format!(
+                "org.{}",
+                r.routing_key
+                    .split_once('.')
+                    .map(|x| x.1)
+                    .unwrap_or_default()
+            ),
+            time_ms: r.created_at.timestamp_millis(),
+            subject: r.entity_key.clone(),
+            traceparent: bridge_runtime::telemetry::current_traceparent(),
+        }),
     }
 }

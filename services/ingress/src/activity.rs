@@ -22,15 +22,21 @@ pub struct Activity {
 impl Activity {
     /// Notes an accepted event (cheap: one uncontended lock and a map entry).
     pub fn seen(&self, app_id: &str, event_type: &str) {
+        let now = Utc::now();
         if let Ok(mut m) = self.pending.lock() {
-            let e = m
-                .entry(app_id.to_string())
-                .or_insert_with(|| (Utc::now(), String::new(), 0));
-            e.0 = Utc::now();
-            if e.1 != event_type {
-                e.1 = event_type.to_string();
+            // Allocates only for an app's first event since the last write.
+            match m.get_mut(app_id) {
+                Some(e) => {
+                    e.0 = now;
+                    if e.1 != event_type {
+                        e.1 = event_type.to_string();
+                    }
+                    e.2 += 1;
+                }
+                None => {
+                    m.insert(app_id.to_string(), (now, event_type.to_string(), 1));
+                }
             }
-            e.2 += 1;
         }
     }
 

@@ -5,10 +5,9 @@
 
 use std::sync::Arc;
 
-use bridge_bus::{Message, Props};
+use bridge_bus::{Described, Message, Props};
 use bridge_contracts::topology::NOTIFY_RESULTS;
 use bridge_contracts::v1::{DeliveryReport, DeliveryStatus, RecipientResult};
-use bridge_contracts::PROTOBUF_CONTENT_TYPE;
 use bridge_runtime::Shutdown;
 use bridge_store::entity::{
     notification, notification_batch as batch, notification_recipient as rcpt,
@@ -116,35 +115,16 @@ pub fn report_message(r: &DeliveryReport) -> Message {
         exchange: NOTIFY_RESULTS.to_string(),
         routing_key: format!("{app}.{}", routing_status(status)),
         body: Bytes::from(r.encode_to_vec()),
-        props: Props {
-            message_id: message_id.clone(),
-            content_type: PROTOBUF_CONTENT_TYPE.to_string(),
+        props: Props::protobuf(Described {
+            id: message_id,
             type_name: DeliveryReport::FULL_NAME.to_string(),
             timestamp_ms: r.finished_at_ms,
-            headers: vec![
-                (
-                    "traceparent".to_string(),
-                    bridge_runtime::telemetry::current_traceparent(),
-                ),
-                ("cloudEvents:specversion".to_string(), "1.0".to_string()),
-                ("cloudEvents:id".to_string(), message_id),
-                (
-                    "cloudEvents:source".to_string(),
-                    format!("urn:feishu-bridge:notifier:{app}"),
-                ),
-                (
-                    "cloudEvents:type".to_string(),
-                    "feishu_bridge.notifier.delivery_report".to_string(),
-                ),
-                (
-                    "cloudEvents:time".to_string(),
-                    chrono::DateTime::from_timestamp_millis(r.finished_at_ms)
-                        .unwrap_or_default()
-                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                ),
-                ("cloudEvents:subject".to_string(), r.idempotency_key.clone()),
-            ],
-        },
+            source: format!("urn:feishu-bridge:notifier:{app}"),
+            kind: "feishu_bridge.notifier.delivery_report".to_string(),
+            time_ms: r.finished_at_ms,
+            subject: r.idempotency_key.clone(),
+            traceparent: bridge_runtime::telemetry::current_traceparent(),
+        }),
     }
 }
 

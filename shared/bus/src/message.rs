@@ -19,7 +19,47 @@ pub struct Props {
     pub headers: Vec<(String, String)>,
 }
 
+/// What a published protobuf message says about itself: DESIGN's bus contract (AMQP properties
+/// and the CloudEvents AMQP binding headers), the same for every publisher.
+#[derive(Debug, Clone)]
+pub struct Described {
+    /// `message_id` and `cloudEvents:id`: subscribers dedupe by it.
+    pub id: String,
+    /// The protobuf message's full name (AMQP `type`).
+    pub type_name: String,
+    /// AMQP `timestamp` (ms).
+    pub timestamp_ms: i64,
+    pub source: String,
+    pub kind: String,
+    /// `cloudEvents:time` (ms).
+    pub time_ms: i64,
+    pub subject: String,
+    pub traceparent: String,
+}
+
 impl Props {
+    /// The properties of a protobuf message described by `d`.
+    pub fn protobuf(d: Described) -> Self {
+        let time = chrono::DateTime::from_timestamp_millis(d.time_ms)
+            .unwrap_or_default()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        Self {
+            headers: vec![
+                ("traceparent".to_string(), d.traceparent),
+                ("cloudEvents:specversion".to_string(), "1.0".to_string()),
+                ("cloudEvents:id".to_string(), d.id.clone()),
+                ("cloudEvents:source".to_string(), d.source),
+                ("cloudEvents:type".to_string(), d.kind),
+                ("cloudEvents:time".to_string(), time),
+                ("cloudEvents:subject".to_string(), d.subject),
+            ],
+            message_id: d.id,
+            content_type: bridge_contracts::PROTOBUF_CONTENT_TYPE.to_string(),
+            type_name: d.type_name,
+            timestamp_ms: d.timestamp_ms,
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()

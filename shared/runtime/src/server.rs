@@ -162,3 +162,18 @@ impl HttpServer {
         let _ = self.task.await;
     }
 }
+
+/// This system's base URL as browsers and Feishu reach it: `public_base_url` when configured
+/// (`true`), else the scheme and host of `req` (`false`: a guess the caller may want to flag).
+pub fn public_base(
+    public_base_url: Option<&url::Url>,
+    req: &actix_web::HttpRequest,
+) -> (String, bool) {
+    match public_base_url {
+        Some(u) => (u.as_str().trim_end_matches('/').to_string(), true),
+        None => {
+            let info = req.connection_info();
+            (format!("{}://{}", info.scheme(), info.host()), false)
+        }
+    }
+}

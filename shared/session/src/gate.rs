@@ -11,6 +11,25 @@ use crate::verifier::{Claims, Verifier, VerifyError};
 /// The cookie that carries the access token in a browser.
 pub const SESSION_COOKIE: &str = "fb_session";
 
+/// The `Authorization: Bearer` token of a request, if any.
+pub fn bearer(req: &HttpRequest) -> Option<&str> {
+    req.headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// The session's access token: a JWT in `Authorization: Bearer`, else the `fb_session` cookie.
+pub fn session_token(req: &HttpRequest) -> Option<String> {
+    bearer(req)
+        .filter(|b| b.matches('.').count() == 2)
+        .map(str::to_string)
+        .or_else(|| req.cookie(SESSION_COOKIE).map(|c| c.value().to_string()))
+        .filter(|t| !t.is_empty())
+}
+
 /// Who is calling.
 #[derive(Debug, Clone)]
 pub enum Caller {
@@ -116,7 +135,8 @@ impl Gate {
         self.verifier.as_ref()
     }
 
-    fn is_service_token(&self, given: &str) -> bool {
+    /// Whether `given` is one of the service tokens (compared in constant time).
+    pub fn is_service_token(&self, given: &str) -> bool {
         !given.is_empty()
             && self.tokens.iter().fold(false, |acc, t| {
                 acc | bool::from(t.expose_secret().as_bytes().ct_eq(given.as_bytes()))
@@ -125,22 +145,11 @@ impl Gate {
 
     /// The caller of `req`, or 401 with what is missing or wrong.
     pub async fn caller(&self, req: &HttpRequest) -> Result<Caller, ApiError> {
-        let bearer = req
-            .headers()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        if let Some(b) = bearer {
-            if self.is_service_token(b) {
-                return Ok(Caller::Service);
-            }
+        let bearer = bearer(req);
+        if bearer.is_some_and(|b| self.is_service_token(b)) {
+            return Ok(Caller::Service);
         }
-        let session = bearer
-            .filter(|b| b.matches('.').count() == 2)
-            .map(str::to_string)
-            .or_else(|| req.cookie(SESSION_COOKIE).map(|c| c.value().to_string()));
-        match (session, &self.verifier) {
+        match (session_token(req), &self.verifier) {
             (Some(jwt), Some(v)) => match v.verify(&jwt).await {
                 Ok(c) => Ok(Caller::Session(Box::new(c))),
                 Err(VerifyError::KeysUnavailable(e)) => {

@@ -7,5 +7,5 @@
 mod gate;
 mod verifier;
 
-pub use gate::{Caller, Gate, SESSION_COOKIE};
+pub use gate::{bearer, session_token, Caller, Gate, SESSION_COOKIE};
 pub use verifier::{Claims, KeySource, Verifier, VerifierOptions, VerifyError, AUDIENCE};

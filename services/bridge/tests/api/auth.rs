@@ -16,7 +16,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::directory::{World, WorldOptions};
-use crate::helpers::{Bridge, BusQueue};
+use crate::helpers::{until, Bridge, BusQueue};
 
 /// A browser without JavaScript: a cookie jar (ignoring paths) and no automatic redirects.
 struct Browser {
@@ -292,25 +292,20 @@ async fn qr_login_over_http_then_refresh_logout_and_events() {
         me(&w, &admin_access).await.status(),
         StatusCode::UNAUTHORIZED
     );
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let s = other
-            .http
-            .get(&dept_url)
-            .bearer_auth(&admin_access)
-            .send()
-            .await
-            .unwrap()
-            .status();
-        if s == StatusCode::UNAUTHORIZED {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the other process still accepts a logged-out session"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until(
+        "the other process refuses the logged-out session",
+        Duration::from_secs(10),
+        || async {
+            let r = other
+                .http
+                .get(&dept_url)
+                .bearer_auth(&admin_access)
+                .send()
+                .await;
+            r.unwrap().status() == StatusCode::UNAUTHORIZED
+        },
+    )
+    .await;
     let out = AuthEvent::decode(events.next().await.body.as_slice()).unwrap();
     assert_eq!(out.kind, AuthEventKind::Logout as i32);
     assert_eq!(out.method, "logout");
@@ -559,35 +554,31 @@ async fn set_binding(w: &World, p: bridge_runtime::settings::AppProvision) {
     .await
     .unwrap();
     // The bridge's registry reloads when the table changes (every 2 s).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let seen = match want {
-            // A disabled binding refuses even the callback (before looking at the state).
-            (false, _) => {
-                let probe = w.bridge.url(&format!(
-                    "/auth/feishu/{}/callback?code=a&state=b",
-                    w.app.app_id
-                ));
-                reqwest::get(probe).await.unwrap().status() == StatusCode::FORBIDDEN
-            }
-            (true, qr) => {
-                let r = reqwest::get(login_url(w, "/")).await.unwrap().status();
-                r == if qr {
-                    StatusCode::OK
-                } else {
-                    StatusCode::FORBIDDEN
+    until(
+        "the bridge sees the binding change",
+        Duration::from_secs(10),
+        || async {
+            match want {
+                // A disabled binding refuses even the callback (before looking at the state).
+                (false, _) => {
+                    let probe = w.bridge.url(&format!(
+                        "/auth/feishu/{}/callback?code=a&state=b",
+                        w.app.app_id
+                    ));
+                    reqwest::get(probe).await.unwrap().status() == StatusCode::FORBIDDEN
+                }
+                (true, qr) => {
+                    let r = reqwest::get(login_url(w, "/")).await.unwrap().status();
+                    r == if qr {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::FORBIDDEN
+                    }
                 }
             }
-        };
-        if seen {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "binding change not seen"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -823,18 +814,12 @@ async fn qr_login_in_headless_chromium() {
     client.goto(&login_url(&w, "/auth/me")).await.unwrap();
     // The QR frame "scans", posts the tmp_code, the page follows it through Feishu's
     // authorize page to the callback, which sets the session and redirects to /auth/me.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let url = client.current_url().await.unwrap();
-        if url.path() == "/auth/me" {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the browser is still at {url}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until(
+        "the browser reaches /auth/me",
+        Duration::from_secs(30),
+        || async { client.current_url().await.unwrap().path() == "/auth/me" },
+    )
+    .await;
     let body = client.source().await.unwrap();
     let open_id = w.emu.open_id(&w.app.app_id, &users[0]);
     assert!(body.contains(&open_id), "{body}");

@@ -23,20 +23,16 @@ impl Driver {
             .spawn()
             .expect("chromedriver is not installed: `make test` installs Debian's chromium and chromium-driver");
         let status = format!("http://127.0.0.1:{port}/status");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(r) = reqwest::get(&status).await {
-                let v: serde_json::Value = r.json().await.unwrap_or_default();
-                if v["value"]["ready"] == true {
-                    break;
+        crate::helpers::until("chromedriver is ready", Duration::from_secs(20), || async {
+            match reqwest::get(&status).await {
+                Ok(r) => {
+                    r.json::<serde_json::Value>().await.unwrap_or_default()["value"]["ready"]
+                        == true
                 }
+                Err(_) => false,
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "chromedriver did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await;
         Self {
             child,
             port,

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use crate::auth::{active_users, login_session};
 use crate::directory::{World, WorldOptions, TOKEN};
+use crate::helpers::until;
 
 pub const ADMIN_TOKEN: &str = "bootstrap-admin-token-for-tests";
 
@@ -56,26 +57,21 @@ fn second_app(w: &World) -> feishu_emulator::App {
 }
 
 async fn wait_install(w: &World, app_id: &str, run_id: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let (s, run) = call(
-            w,
-            reqwest::Method::GET,
-            &format!("/api/v1/apps/{app_id}/install/{run_id}"),
-            Some(ADMIN_TOKEN),
-            None,
-        )
-        .await;
-        assert_eq!(s, StatusCode::OK, "{run}");
-        if run["status"] != "running" {
-            return run;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "install still running: {run}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let path = format!("/api/v1/apps/{app_id}/install/{run_id}");
+    let last = std::cell::RefCell::new(Value::Null);
+    until(
+        "the install run finishes",
+        Duration::from_secs(30),
+        || async {
+            let (s, run) = call(w, reqwest::Method::GET, &path, Some(ADMIN_TOKEN), None).await;
+            assert_eq!(s, StatusCode::OK, "{run}");
+            let done = run["status"] != "running";
+            *last.borrow_mut() = run;
+            done
+        },
+    )
+    .await;
+    last.into_inner()
 }
 
 fn step<'a>(run: &'a Value, name: &str) -> &'a Value {
@@ -351,26 +347,18 @@ async fn bindings_api_permissions_validation_and_audit() {
             },
         )
         .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, v) = call(
-            &w,
-            M::GET,
-            &format!("/api/v1/apps/{}", w.app.app_id),
-            Some(ADMIN_TOKEN),
-            None,
-        )
-        .await;
-        if v["activity"]["last_event_type"] == "contact.user.updated_v3" {
-            assert!(v["activity"]["events"].as_i64().unwrap() >= 1);
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no activity recorded: {v}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let path = format!("/api/v1/apps/{}", w.app.app_id);
+    until(
+        "the ingress records the event",
+        Duration::from_secs(20),
+        || async {
+            let (_, v) = call(&w, M::GET, &path, Some(ADMIN_TOKEN), None).await;
+            v["activity"]["last_event_type"] == "contact.user.updated_v3"
+        },
+    )
+    .await;
+    let (_, v) = call(&w, M::GET, &path, Some(ADMIN_TOKEN), None).await;
+    assert!(v["activity"]["events"].as_i64().unwrap() >= 1, "{v}");
 }
 
 #[tokio::test]

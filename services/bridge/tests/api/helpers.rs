@@ -486,3 +486,16 @@ impl Proxy {
         self.down.send_replace(false);
     }
 }
+
+/// Waits until `check` holds, polling every 50 ms; fails with `what` after `within`.
+pub async fn until<F, Fut>(what: &str, within: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -3,7 +3,6 @@
 //! silent connections, terminal errors, two replicas, and webhook + long connection together.
 
 use std::collections::HashSet;
-use std::future::Future;
 use std::time::Duration;
 
 use bridge_contracts::v1::Delivery;
@@ -15,7 +14,8 @@ use secrecy::SecretString;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    fresh_database, random_app_id, settings, Bridge, BridgeOptions, EventQueue, Proxy, TestApp,
+    fresh_database, random_app_id, settings, until, Bridge, BridgeOptions, EventQueue, Proxy,
+    TestApp,
 };
 
 struct Lc {
@@ -23,19 +23,6 @@ struct Lc {
     running: RunningEmulator,
     app: TestApp,
     user: String,
-}
-
-/// Waits until `check` holds, failing with `what` after `within`.
-async fn until<F, Fut>(what: &str, within: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + within;
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 impl Lc {

@@ -1062,15 +1062,13 @@ async fn works_in_one_process_on_sqlite_and_the_embedded_bus() {
         .as_str()
         .unwrap()
         .to_string();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let s = loop {
-        let s = w.status(&id).await;
-        if s["status"] == "finished" {
-            break s;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "not finished: {s}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    crate::helpers::until(
+        "the notification finishes",
+        Duration::from_secs(20),
+        || async { w.status(&id).await["status"] == "finished" },
+    )
+    .await;
+    let s = w.status(&id).await;
     assert_eq!(s["outcome"], "delivered", "{s}");
     assert!(s["sent"].as_i64().unwrap() >= 2);
     assert_eq!(w.sent_to(&World::uid(1)).len(), 1);
