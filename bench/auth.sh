@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 USERS=${USERS:-2000}
 CONC=${CONC:-16}
 SECS=${SECS:-15}
-RATE_SCALE=${RATE_SCALE:-100}
+RATE_SCALE=${RATE_SCALE:-1000}
 PORT=${PORT:-18291}
 EMU_PORT=${EMU_PORT:-18292}
 AMQP=${AMQP:-amqp://guest:guest@127.0.0.1:5672/%2f}
@@ -23,27 +23,14 @@ OUT=${OUT:-target/bench}
 TOKEN=bench-token
 mkdir -p "$OUT"
 
-cargo build --release -q -p feishu-bridge -p bridge-loadgen -p feishu-emulator
-BIN=${CARGO_TARGET_DIR:-target}/release/feishu-bridge
-LOAD=${CARGO_TARGET_DIR:-target}/release/bridge-loadgen
-EMU=${CARGO_TARGET_DIR:-target}/release/feishu-emulator
+. bench/lib.sh
+bench_build
 PREFIX="bench$$."
 
-DB=fb_authbench_$$
-psql -q "$PG/test" -c "CREATE DATABASE $DB" >/dev/null
-cleanup() {
-  [ -n "${BRIDGE_PID:-}" ] && kill "$BRIDGE_PID" 2>/dev/null || true
-  [ -n "${EMU_PID:-}" ] && kill "$EMU_PID" 2>/dev/null || true
-  wait 2>/dev/null || true
-  psql -q "$PG/test" -c "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
+bench_database "fb_authbench_$$"
 
-"$EMU" serve --listen "127.0.0.1:$EMU_PORT" --generate "users=$USERS,departments=50,seed=1" > "$OUT/emulator-auth.log" 2>&1 &
-EMU_PID=$!
-for _ in $(seq 300); do curl -fs "http://127.0.0.1:$EMU_PORT/_emulator/settings" >/dev/null 2>&1 && break; sleep 0.1; done
-curl -fs -X PUT -H 'content-type: application/json' -d "{\"rate_limit_scale\": $RATE_SCALE}" \
-  "http://127.0.0.1:$EMU_PORT/_emulator/limits" >/dev/null
+start_emulator "$OUT/emulator-auth.log" --generate "users=$USERS,departments=50,seed=1"
+emulator_rate_scale "$RATE_SCALE"
 # The emulator's demo app (tools/feishu-emulator/src/generate.rs).
 APP_ID=cli_a5f2c9e3d8b04f17
 SECRET=dG9vbGluZy1kZW1vLWFwcC1zZWNyZXQx
@@ -70,7 +57,7 @@ BRIDGE__BROKER__QUEUE_PREFIX="$PREFIX" BRIDGE__BROKER__QUEUE_EXPIRES=2m BRIDGE__
 BRIDGE__SECURITY__MASTER_KEY="$(head -c32 /dev/urandom | base64)" \
   "$BIN" --config "$OUT/auth.toml" all > "$OUT/auth.log" 2>&1 &
 BRIDGE_PID=$!
-for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.1; done
+wait_http "http://127.0.0.1:$PORT/readyz"
 curl -fsS -X POST -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' \
   -d '{"wait": true}' "http://127.0.0.1:$PORT/api/v1/apps/$APP_ID/sync" >/dev/null
 LOGIN_USERS=$(psql -tA "$PG/$DB" -c "SELECT string_agg(user_id, ',') FROM (SELECT user_id FROM users WHERE NOT deleted AND NOT is_resigned AND NOT is_frozen AND user_id IS NOT NULL ORDER BY open_id LIMIT 500) u")

@@ -21,27 +21,14 @@ OUT=${OUT:-target/bench}
 TOKEN=bench-token
 mkdir -p "$OUT"
 
-cargo build --release -q -p feishu-bridge -p bridge-loadgen -p feishu-emulator
-BIN=${CARGO_TARGET_DIR:-target}/release/feishu-bridge
-LOAD=${CARGO_TARGET_DIR:-target}/release/bridge-loadgen
-EMU=${CARGO_TARGET_DIR:-target}/release/feishu-emulator
+. bench/lib.sh
+bench_build
 PREFIX="bench$$."
 
-DB=fb_dirbench_$$
-psql -q "$PG/test" -c "CREATE DATABASE $DB" >/dev/null
-cleanup() {
-  [ -n "${BRIDGE_PID:-}" ] && kill "$BRIDGE_PID" 2>/dev/null || true
-  [ -n "${EMU_PID:-}" ] && kill "$EMU_PID" 2>/dev/null || true
-  wait 2>/dev/null || true
-  psql -q "$PG/test" -c "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
+bench_database "fb_dirbench_$$"
 
-"$EMU" serve --listen "127.0.0.1:$EMU_PORT" --generate "users=$USERS,departments=$DEPTS,seed=1" > "$OUT/emulator.log" 2>&1 &
-EMU_PID=$!
-for _ in $(seq 300); do curl -fs "http://127.0.0.1:$EMU_PORT/_emulator/settings" >/dev/null 2>&1 && break; sleep 0.1; done
-curl -fs -X PUT -H 'content-type: application/json' -d "{\"rate_limit_scale\": $RATE_SCALE}" \
-  "http://127.0.0.1:$EMU_PORT/_emulator/limits" >/dev/null
+start_emulator "$OUT/emulator.log" --generate "users=$USERS,departments=$DEPTS,seed=1"
+emulator_rate_scale "$RATE_SCALE"
 # The emulator's demo app (tools/feishu-emulator/src/generate.rs).
 APP_ID=cli_a5f2c9e3d8b04f17
 cat > "$OUT/directory.toml" <<TOML
@@ -65,7 +52,7 @@ BRIDGE__BROKER__QUEUE_PREFIX="$PREFIX" BRIDGE__BROKER__QUEUE_EXPIRES=2m BRIDGE__
 BRIDGE__SECURITY__MASTER_KEY="$(head -c32 /dev/urandom | base64)" \
   "$BIN" --config "$OUT/directory.toml" directory-sync > "$OUT/directory.log" 2>&1 &
 BRIDGE_PID=$!
-for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.1; done
+wait_http "http://127.0.0.1:$PORT/readyz"
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {print int($2/1048576)}' /proc/meminfo) GiB; $(date -u +%Y-%m-%dT%H:%MZ)"
 

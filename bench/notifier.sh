@@ -17,27 +17,17 @@ PG=${PG:-postgres://postgres@127.0.0.1:5432}
 OUT=${OUT:-target/bench}
 mkdir -p "$OUT"
 
-cargo build --release -q -p feishu-bridge -p bridge-loadgen -p feishu-emulator
-BIN=target/release/feishu-bridge
-LOAD=target/release/bridge-loadgen
-EMU=target/release/feishu-emulator
+. bench/lib.sh
+bench_build
 PREFIX="notifybench$$."
 
-DB=fb_notifybench_$$
-psql -q "$PG/test" -c "CREATE DATABASE $DB" >/dev/null
-cleanup() {
-  [ -n "${BRIDGE_PID:-}" ] && kill "$BRIDGE_PID" 2>/dev/null || true
-  [ -n "${EMU_PID:-}" ] && kill "$EMU_PID" 2>/dev/null || true
-  wait 2>/dev/null || true
-  "$LOAD" purge --amqp "$AMQP" --queue "${PREFIX}notifier.requests" >/dev/null 2>&1 || true
-  psql -q "$PG/test" -c "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true
+bench_on_exit() {
+  "$LOAD" purge --amqp "$AMQP" --queue "${PREFIX}notifier.requests" >/dev/null 2>&1
 }
-trap cleanup EXIT
+bench_database "fb_notifybench_$$"
 
 # Feishu's real limits: rate_limit_scale 1.0 (the emulator's default).
-"$EMU" serve --listen "127.0.0.1:$EMU_PORT" --generate "users=$COUNT,departments=20,seed=1" > "$OUT/notifier-emulator.log" 2>&1 &
-EMU_PID=$!
-for _ in $(seq 300); do curl -fs "http://127.0.0.1:$EMU_PORT/_emulator/settings" >/dev/null 2>&1 && break; sleep 0.1; done
+start_emulator "$OUT/notifier-emulator.log" --generate "users=$COUNT,departments=20,seed=1"
 LIMITS=$(curl -fsS "http://127.0.0.1:$EMU_PORT/_emulator/limits")
 # The emulator's demo app (tools/feishu-emulator/src/generate.rs).
 APP_ID=cli_a5f2c9e3d8b04f17
@@ -61,7 +51,7 @@ BRIDGE__BROKER__QUEUE_PREFIX="$PREFIX" BRIDGE__BROKER__QUEUE_EXPIRES=2m \
 BRIDGE__SECURITY__MASTER_KEY="$(head -c32 /dev/urandom | base64)" \
   "$BIN" --config "$OUT/notifier.toml" notifier > "$OUT/notifier.log" 2>&1 &
 BRIDGE_PID=$!
-for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.1; done
+wait_http "http://127.0.0.1:$PORT/readyz"
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {print int($2/1048576)}' /proc/meminfo) GiB; $(date -u +%Y-%m-%dT%H:%MZ); emulator limits $LIMITS"
 "$LOAD" notify-requests --amqp "$AMQP" --app-id "$APP_ID" --count "$COUNT" >/dev/null

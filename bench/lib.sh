@@ -1,0 +1,49 @@
+# Shared by the bench scripts (sourced): release binaries, a database of the run's own, the
+# emulator, and cleanup on exit. Expects PG, OUT and EMU_PORT set by the script.
+
+# Builds the release binaries and names them BIN, LOAD, EMU.
+bench_build() {
+  cargo build --release -q -p feishu-bridge -p bridge-loadgen -p feishu-emulator
+  local release=${CARGO_TARGET_DIR:-target}/release
+  BIN=$release/feishu-bridge
+  LOAD=$release/bridge-loadgen
+  EMU=$release/feishu-emulator
+}
+
+# Creates database $1 for the run; on exit the bridge and the emulator stop, the script's own
+# `bench_on_exit` (if defined) runs, and the database is dropped.
+bench_database() {
+  DB=$1
+  psql -q "$PG/test" -c "CREATE DATABASE $DB" >/dev/null
+  trap bench_cleanup EXIT
+}
+
+bench_cleanup() {
+  [ -n "${BRIDGE_PID:-}" ] && kill "$BRIDGE_PID" 2>/dev/null || true
+  [ -n "${EMU_PID:-}" ] && kill "$EMU_PID" 2>/dev/null || true
+  wait 2>/dev/null || true
+  if declare -F bench_on_exit >/dev/null; then bench_on_exit || true; fi
+  psql -q "$PG/test" -c "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true
+}
+
+# Waits up to 30 s for URL $1 to answer.
+wait_http() {
+  for _ in $(seq 300); do curl -fs -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done
+  echo "$1 did not answer" >&2
+  return 1
+}
+
+# Starts the emulator on EMU_PORT, logging to $1, with the remaining arguments; sets EMU_PID.
+start_emulator() {
+  local log=$1
+  shift
+  "$EMU" serve --listen "127.0.0.1:$EMU_PORT" "$@" > "$log" 2>&1 &
+  EMU_PID=$!
+  wait_http "http://127.0.0.1:$EMU_PORT/_emulator/settings"
+}
+
+# Scales the emulator's rate-limit tiers by $1.
+emulator_rate_scale() {
+  curl -fs -X PUT -H 'content-type: application/json' -d "{\"rate_limit_scale\": $1}" \
+    "http://127.0.0.1:$EMU_PORT/_emulator/limits" >/dev/null
+}
