@@ -79,7 +79,9 @@ ING=$("$LOAD" webhook --url "http://127.0.0.1:$PORT/feishu/$APP_ID/events" --app
   --encrypt-key "$EK" --token "$VT" --events "$EVENTS" --concurrency "$CONC" --label ingress)
 RSS=$(peak_rss "$BRIDGE_PID")
 B2=$(cpu_secs "$BEAM"); I1=$(cpu_secs "$BRIDGE_PID")
-python3 -c "print(f'cpu seconds for $EVENTS messages: rabbitmq during the ceiling run {$B1 - $B0:.2f}, rabbitmq during the ingress run {$B2 - $B1:.2f}, the ingress process {$I1 - $I0:.2f}')"
+CEIL_CPU=$(echo "$CEIL" | python3 -c 'import json,sys; print(json.load(sys.stdin)["cpu_s"])')
+LOAD_CPU=$(echo "$ING" | python3 -c 'import json,sys; print(json.load(sys.stdin)["cpu_s"])')
+python3 -c "print(f'cpu seconds for $EVENTS messages: ceiling run: rabbitmq {$B1 - $B0:.2f}, the lapin publisher $CEIL_CPU; ingress run: rabbitmq {$B2 - $B1:.2f}, the ingress process {$I1 - $I0:.2f}, the load generator $LOAD_CPU')"
 "$LOAD" purge --amqp "$AMQP" --queue "$QUEUE"
 PEAK=$(echo "$ING" | python3 -c 'import json,sys; print(json.load(sys.stdin)["per_second"])')
 HALF=$(python3 -c "print(int($PEAK/2))")

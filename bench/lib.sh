@@ -47,3 +47,36 @@ emulator_rate_scale() {
   curl -fs -X PUT -H 'content-type: application/json' -d "{\"rate_limit_scale\": $1}" \
     "http://127.0.0.1:$EMU_PORT/_emulator/limits" >/dev/null
 }
+
+# CPU seconds used so far (user + system) by process $1; 0 if it is gone.
+cpu_secs() {
+  awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f\n", ($14 + $15) / hz}' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
+# CPU seconds used so far by all of user $1's processes (PostgreSQL's backends, RabbitMQ).
+user_cpu_secs() {
+  local p
+  for p in $(pgrep -u "$1"); do cpu_secs "$p"; done | awk '{s += $1} END {printf "%.2f", s}'
+}
+
+# Deletes the queues whose names start with $1 (this run's own), where rabbitmqctl may be
+# used: left to expire, they would still take a copy of every event the next run publishes.
+drop_queues() {
+  command -v rabbitmqctl >/dev/null || return 0
+  local q
+  rabbitmqctl -q list_queues name 2>/dev/null | grep "^$1" | while read -r q; do
+    rabbitmqctl -q delete_queue "$q" >/dev/null 2>&1 || true
+  done
+}
+
+# Warns when queues other than this run's are bound to exchange $1 for routing pattern $2:
+# each takes a copy of every message the run publishes, and the figures drop.
+warn_other_queues() {
+  command -v rabbitmqctl >/dev/null || return 0
+  local others
+  others=$(rabbitmqctl -q list_bindings source_name routing_key destination_name 2>/dev/null |
+    awk -v ex="$1" -v key="$2" -v own="$3" '$1 == ex && $2 == key && index($3, own) != 1 {print $3}')
+  if [ -n "$others" ]; then
+    echo "warning: other queues are bound to $1 ($2) and take a copy of every message:" $others >&2
+  fi
+}

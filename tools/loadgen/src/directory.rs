@@ -77,6 +77,7 @@ pub async fn contact_events(
     let ch = conn.create_channel().await?;
     ch.confirm_select(ConfirmSelectOptions::default()).await?;
     let key = format!("{app_id}.contact.user.updated_v3");
+    let cpu0 = crate::cpu_ticks();
     let started = Instant::now();
     let mut confirms = Vec::with_capacity(n);
     for (i, b) in bodies.iter().enumerate() {
@@ -122,6 +123,7 @@ pub async fn contact_events(
                 "per_second": (n as f64 / elapsed.as_secs_f64()).round(),
                 "publish_seconds": (published.as_secs_f64() * 1000.0).round() / 1000.0,
                 "p50_ms": 0, "p99_ms": 0,
+                "cpu_s": crate::cpu_ticks().saturating_sub(cpu0) as f64 / 100.0,
             })
         );
     }
@@ -138,6 +140,7 @@ pub async fn pg_upsert(url: &str, connections: usize, n: usize) -> anyhow::Resul
     )
     .await?;
     let next = Arc::new(AtomicUsize::new(0));
+    let cpu0 = crate::cpu_ticks();
     let started = Instant::now();
     let workers = (0..connections).map(|_| {
         let (db, next) = (db.clone(), next.clone());
@@ -169,7 +172,7 @@ pub async fn pg_upsert(url: &str, connections: usize, n: usize) -> anyhow::Resul
     for w in futures_util::future::join_all(workers).await {
         lat.extend(w?);
     }
-    crate::report("pg-upsert", n, n - lat.len(), started.elapsed(), lat);
+    crate::report("pg-upsert", n, n - lat.len(), started.elapsed(), lat, cpu0);
     db.execute_unprepared("DROP TABLE IF EXISTS bench_upsert")
         .await?;
     Ok(())

@@ -53,6 +53,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
             .collect(),
     );
     let next = Arc::new(AtomicUsize::new(0));
+    let cpu0 = crate::cpu_ticks();
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..a.concurrency {
@@ -80,6 +81,13 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         lat.extend(l);
         errors += e;
     }
-    crate::report("long_connection", a.events, errors, started.elapsed(), lat);
+    crate::report(
+        "long_connection",
+        a.events,
+        errors,
+        started.elapsed(),
+        lat,
+        cpu0,
+    );
     Ok(())
 }
