@@ -3,14 +3,18 @@
 //! seconds, long before autovacuum's next analyze (it wakes once a minute); with statistics
 //! from an almost empty table the planner reads every row of the app for each batch's lookup,
 //! and the event rate falls as the table grows (BENCHMARKS.md). So directory-sync analyzes
-//! the tables itself once enough has changed since the last time.
+//! the tables itself once enough has changed since the last time. The processed-event ids and
+//! the outbox grow with every event as well, and are analyzed with them.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend};
 
-/// Analyze again after this many applied events, or a tenth of the tables' rows if more.
+/// Analyze again after this many applied events, or as many as the users and memberships
+/// tables held at the last analyze if more: between two analyzes the planner scales its row
+/// estimates with the tables' size on disk, so statistics only need refreshing when the
+/// tables have doubled, and analyzing every few thousand events cost a big table dearly.
 const MIN_CHANGES: u64 = 2_000;
 
 #[derive(Debug)]
@@ -50,7 +54,9 @@ impl Stats {
         let (stats, db) = (self.clone(), db.clone());
         tokio::spawn(async move {
             match db
-                .execute_unprepared("ANALYZE users, memberships, departments")
+                .execute_unprepared(
+                    "ANALYZE users, memberships, departments, processed_events, outbox",
+                )
                 .await
             {
                 Ok(_) => {
@@ -63,10 +69,10 @@ impl Stats {
                         .ok()
                         .flatten()
                         .and_then(|r| r.try_get::<f64>("", "n").ok());
-                    let tenth = rows.map(|r| (r.max(0.0) / 10.0) as u64).unwrap_or(0);
+                    let rows = rows.map(|r| r.max(0.0) as u64).unwrap_or(0);
                     stats
                         .threshold
-                        .store(tenth.max(MIN_CHANGES), Ordering::Relaxed);
+                        .store(rows.max(MIN_CHANGES), Ordering::Relaxed);
                     tracing::debug!(rows, "directory tables analyzed");
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot analyze the directory tables"),

@@ -17,7 +17,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use tokio::sync::{mpsc, watch};
 
-use crate::message::{Acker, Delivery, Message, Props};
+use crate::message::{Acker, Delivery, Message, Outstanding, Props};
 use crate::{BusError, Consumer, QueueSpec};
 use bridge_contracts::topology::Topology;
 
@@ -189,6 +189,7 @@ impl AmqpBus {
                 if let Some(live) = bus.live().filter(|l| l.generation == generation) {
                     match subscribe(&live, &spec, prefetch, &tag).await {
                         Ok((channel, mut stream)) => {
+                            let outstanding = Arc::new(Outstanding::default());
                             let stopped = loop {
                                 let item = tokio::select! {
                                     item = stream.next() => item,
@@ -196,7 +197,8 @@ impl AmqpBus {
                                 };
                                 match item {
                                     Some(Ok(d)) => {
-                                        let delivery = from_amqp(d, &spec, bus.clone());
+                                        let delivery =
+                                            from_amqp(d, &spec, bus.clone(), &outstanding);
                                         tokio::select! {
                                             sent = tx.send(delivery) => if sent.is_err() { break true },
                                             _ = &mut stop_rx => break true,
@@ -578,7 +580,13 @@ fn from_amqp_props(p: &BasicProperties) -> Props {
     }
 }
 
-fn from_amqp(d: lapin::message::Delivery, spec: &Arc<QueueSpec>, bus: AmqpBus) -> Delivery {
+fn from_amqp(
+    d: lapin::message::Delivery,
+    spec: &Arc<QueueSpec>,
+    bus: AmqpBus,
+    outstanding: &Arc<Outstanding>,
+) -> Delivery {
+    outstanding.add(d.delivery_tag);
     let props = from_amqp_props(&d.properties);
     let exchange = props
         .header("x-bridge-exchange")
@@ -598,6 +606,8 @@ fn from_amqp(d: lapin::message::Delivery, spec: &Arc<QueueSpec>, bus: AmqpBus) -
         acker: Some(Acker::Amqp {
             acker: d.acker,
             bus,
+            tag: d.delivery_tag,
+            outstanding: outstanding.clone(),
         }),
         spec: spec.clone(),
     }

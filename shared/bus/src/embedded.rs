@@ -333,6 +333,34 @@ impl EmbeddedBus {
         r.map(|_| ())
     }
 
+    /// Acks several deliveries of one queue in one statement.
+    pub(crate) async fn ack_many(&self, queue: &str, ids: &[i64]) -> Result<(), BusError> {
+        let mut r = Ok(());
+        // Within SQLite's limit on bound parameters.
+        for chunk in ids.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql = format!("DELETE FROM bus_messages WHERE id IN ({marks})");
+            let values = chunk.iter().map(|id| (*id).into());
+            if let Err(e) = self
+                .inner
+                .db
+                .execute(Statement::from_sql_and_values(
+                    DbBackend::Sqlite,
+                    sql,
+                    values,
+                ))
+                .await
+            {
+                r = Err(storage(e));
+                break;
+            }
+        }
+        for id in ids {
+            self.forget(queue, *id);
+        }
+        r
+    }
+
     pub(crate) async fn release(&self, queue: &str, id: i64) -> Result<(), BusError> {
         self.forget(queue, id);
         Ok(())

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 pub use amqp::{AmqpBus, AmqpOptions};
 pub use embedded::EmbeddedBus;
-pub use message::{Delivery, Described, Message, Props};
+pub use message::{ack_all, Delivery, Described, Message, Props};
 
 use bridge_contracts::topology::{Queue, Topology};
 

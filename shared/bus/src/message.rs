@@ -1,6 +1,7 @@
 //! Messages and deliveries, the same for both buses.
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
@@ -98,6 +99,8 @@ pub(crate) enum Acker {
     Amqp {
         acker: lapin::acker::Acker,
         bus: crate::AmqpBus,
+        tag: u64,
+        outstanding: Arc<Outstanding>,
     },
     Embedded {
         id: i64,
@@ -139,6 +142,104 @@ impl Drop for Delivery {
     }
 }
 
+/// The delivery tags of one consumer channel not answered yet. An ack with AMQP's `multiple`
+/// flag answers every delivery up to its tag, so [`ack_all`] uses it only when nothing below
+/// the batch's highest tag is still outstanding outside the batch (a delivery being retried,
+/// dead-lettered or requeued stays here until its own answer went out).
+#[derive(Debug, Default)]
+pub(crate) struct Outstanding(Mutex<BTreeSet<u64>>);
+
+impl Outstanding {
+    pub(crate) fn add(&self, tag: u64) {
+        if let Ok(mut set) = self.0.lock() {
+            set.insert(tag);
+        }
+    }
+
+    fn settle(&self, tags: impl IntoIterator<Item = u64>) {
+        if let Ok(mut set) = self.0.lock() {
+            for t in tags {
+                set.remove(&t);
+            }
+        }
+    }
+
+    /// Whether every outstanding tag up to the highest of `tags` (sorted) is one of `tags`.
+    fn covered_by(&self, tags: &[u64]) -> bool {
+        let Some(&max) = tags.last() else {
+            return true;
+        };
+        self.0
+            .lock()
+            .map(|set| set.range(..=max).all(|t| tags.binary_search(t).is_ok()))
+            .unwrap_or(false)
+    }
+}
+
+/// One consumer channel's deliveries in a batch ack: tag and acker.
+type AckRun = Vec<(u64, lapin::acker::Acker)>;
+
+/// Acks deliveries together, once their effect is durable: one frame for a consumer's run of
+/// deliveries over RabbitMQ (`multiple`) when no other delivery of that consumer is waiting
+/// below them, one statement on the embedded bus; one by one otherwise. Fails with the first
+/// error after trying them all.
+pub async fn ack_all(deliveries: Vec<Delivery>) -> Result<(), BusError> {
+    let mut amqp: Vec<(Arc<Outstanding>, AckRun)> = Vec::new();
+    let mut embedded: Vec<(crate::EmbeddedBus, String, Vec<i64>)> = Vec::new();
+    for mut d in deliveries {
+        match d.take_acker()? {
+            Acker::Amqp {
+                acker,
+                tag,
+                outstanding,
+                ..
+            } => match amqp.iter_mut().find(|(o, _)| Arc::ptr_eq(o, &outstanding)) {
+                Some((_, run)) => run.push((tag, acker)),
+                None => amqp.push((outstanding, vec![(tag, acker)])),
+            },
+            Acker::Embedded { id, bus } => {
+                match embedded.iter_mut().find(|(_, q, _)| *q == d.queue) {
+                    Some((_, _, ids)) => ids.push(id),
+                    None => embedded.push((bus, d.queue.clone(), vec![id])),
+                }
+            }
+        }
+    }
+    let mut first_error = None;
+    for (outstanding, mut run) in amqp {
+        run.sort_by_key(|(tag, _)| *tag);
+        let tags: Vec<u64> = run.iter().map(|(tag, _)| *tag).collect();
+        let result = if outstanding.covered_by(&tags) {
+            match run.last() {
+                Some((_, acker)) => acker
+                    .ack(lapin::options::BasicAckOptions { multiple: true })
+                    .await
+                    .map_err(|e| BusError::Broker(e.to_string())),
+                None => Ok(()),
+            }
+        } else {
+            let acks = futures_util::future::join_all(
+                run.iter()
+                    .map(|(_, a)| a.ack(lapin::options::BasicAckOptions::default())),
+            )
+            .await;
+            acks.into_iter()
+                .find_map(Result::err)
+                .map_or(Ok(()), |e| Err(BusError::Broker(e.to_string())))
+        };
+        outstanding.settle(tags);
+        if let Err(e) = result {
+            first_error.get_or_insert(e);
+        }
+    }
+    for (bus, queue, ids) in embedded {
+        if let Err(e) = bus.ack_many(&queue, &ids).await {
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
 impl Delivery {
     fn take_acker(&mut self) -> Result<Acker, BusError> {
         self.acker
@@ -149,10 +250,19 @@ impl Delivery {
     /// The message is handled: remove it for good.
     pub async fn ack(mut self) -> Result<(), BusError> {
         match self.take_acker()? {
-            Acker::Amqp { acker, .. } => acker
-                .ack(lapin::options::BasicAckOptions::default())
-                .await
-                .map_err(|e| BusError::Broker(e.to_string())),
+            Acker::Amqp {
+                acker,
+                tag,
+                outstanding,
+                ..
+            } => {
+                let r = acker
+                    .ack(lapin::options::BasicAckOptions::default())
+                    .await
+                    .map_err(|e| BusError::Broker(e.to_string()));
+                outstanding.settle([tag]);
+                r
+            }
             Acker::Embedded { id, bus } => bus.ack(&self.queue, id).await,
         }
     }
@@ -160,13 +270,22 @@ impl Delivery {
     /// Give it back now, for this or another consumer.
     pub async fn requeue(mut self) -> Result<(), BusError> {
         match self.take_acker()? {
-            Acker::Amqp { acker, .. } => acker
-                .nack(lapin::options::BasicNackOptions {
-                    requeue: true,
-                    multiple: false,
-                })
-                .await
-                .map_err(|e| BusError::Broker(e.to_string())),
+            Acker::Amqp {
+                acker,
+                tag,
+                outstanding,
+                ..
+            } => {
+                let r = acker
+                    .nack(lapin::options::BasicNackOptions {
+                        requeue: true,
+                        multiple: false,
+                    })
+                    .await
+                    .map_err(|e| BusError::Broker(e.to_string()));
+                outstanding.settle([tag]);
+                r
+            }
             Acker::Embedded { id, bus } => bus.release(&self.queue, id).await,
         }
     }
@@ -182,18 +301,31 @@ impl Delivery {
         let mut props = self.props.clone();
         props.set_header(RETRY_HEADER, (tier + 1).to_string());
         match self.take_acker()? {
-            Acker::Amqp { acker, bus } => {
+            Acker::Amqp {
+                acker,
+                bus,
+                tag,
+                outstanding,
+            } => {
                 let msg = Message {
                     exchange: String::new(),
                     routing_key: self.spec.retry_queue(tier),
                     body: self.body.clone(),
                     props: with_origin(props, &self.exchange, &self.routing_key),
                 };
-                bus.publish(&msg).await?;
-                acker
-                    .ack(lapin::options::BasicAckOptions::default())
-                    .await
-                    .map_err(|e| BusError::Broker(e.to_string()))?;
+                let r = match bus.publish(&msg).await {
+                    Ok(()) => acker
+                        .ack(lapin::options::BasicAckOptions::default())
+                        .await
+                        .map_err(|e| BusError::Broker(e.to_string())),
+                    Err(e) => Err(e),
+                };
+                // Settled only if the ack went out: a failed publish leaves the delivery to
+                // the broker's redelivery, and no batch ack may answer it meanwhile.
+                if r.is_ok() {
+                    outstanding.settle([tag]);
+                }
+                r?;
             }
             Acker::Embedded { id, bus } => {
                 bus.delay(&self.queue, id, &props, self.spec.retry_delays[tier])
@@ -209,7 +341,12 @@ impl Delivery {
         props.set_header(DEAD_REASON_HEADER, reason.to_string());
         let dlq = self.spec.dead_letter_queue();
         match self.take_acker()? {
-            Acker::Amqp { acker, bus } => {
+            Acker::Amqp {
+                acker,
+                bus,
+                tag,
+                outstanding,
+            } => {
                 let msg = Message {
                     exchange: String::new(),
                     routing_key: dlq,
@@ -217,10 +354,14 @@ impl Delivery {
                     props: with_origin(props, &self.exchange, &self.routing_key),
                 };
                 bus.publish(&msg).await?;
-                acker
+                let r = acker
                     .ack(lapin::options::BasicAckOptions::default())
                     .await
-                    .map_err(|e| BusError::Broker(e.to_string()))
+                    .map_err(|e| BusError::Broker(e.to_string()));
+                if r.is_ok() {
+                    outstanding.settle([tag]);
+                }
+                r
             }
             Acker::Embedded { id, bus } => bus.move_to(&self.queue, id, &dlq, &props).await,
         }

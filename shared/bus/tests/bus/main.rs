@@ -57,6 +57,7 @@ macro_rules! both {
 both!(routes_by_topic_pattern);
 both!(requeue_redelivers);
 both!(unacked_messages_go_to_the_next_consumer);
+both!(batch_ack_answers_only_its_own);
 both!(retry_then_dead_letter);
 both!(properties_survive);
 

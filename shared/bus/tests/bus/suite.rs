@@ -102,6 +102,42 @@ pub async fn requeue_redelivers(bus: Bus) {
     assert_only_sentinel_left(&bus, &mut c, &q).await;
 }
 
+/// `ack_all` answers exactly the deliveries it is given: a run from the oldest outstanding
+/// delivery (one frame over AMQP), and a run with an older delivery still held, which must
+/// stay unanswered and come back once its consumer is gone.
+pub async fn batch_ack_answers_only_its_own(bus: Bus) {
+    let q = unique("batch");
+    declare(&bus, &q).await;
+    for i in 1..=6 {
+        bus.publish(&msg(&q, "a", &format!("m{i}"))).await.unwrap();
+    }
+    let mut c = bus.consume(&q, 10).await.unwrap();
+    let mut got = std::collections::BTreeMap::new();
+    for _ in 0..6 {
+        let d = next(&mut c).await;
+        got.insert(d.props.message_id.clone(), d);
+    }
+    let mut take = |id: &str| got.remove(id).expect("delivered");
+    bridge_bus::ack_all(vec![take("m1"), take("m2")])
+        .await
+        .unwrap();
+    let held = take("m3");
+    bridge_bus::ack_all(vec![take("m5"), take("m4")])
+        .await
+        .unwrap();
+    bridge_bus::ack_all(vec![take("m6")]).await.unwrap();
+    drop(held);
+    drop(c);
+    let mut c2 = bus.consume(&q, 10).await.unwrap();
+    let d = next(&mut c2).await;
+    assert_eq!(
+        d.props.message_id, "m3",
+        "only the held delivery comes back"
+    );
+    bridge_bus::ack_all(vec![d]).await.unwrap();
+    assert_only_sentinel_left(&bus, &mut c2, &q).await;
+}
+
 pub async fn unacked_messages_go_to_the_next_consumer(bus: Bus) {
     let q = unique("handover");
     declare(&bus, &q).await;

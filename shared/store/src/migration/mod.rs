@@ -8,6 +8,7 @@ mod m20261124_000003_auth;
 mod m20261124_000004_notifier;
 mod m20261124_000005_delivery_mode;
 mod m20261124_000006_console;
+mod m20261125_000007_outbox_pending;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000004_notifier::Migration),
             Box::new(m20261124_000005_delivery_mode::Migration),
             Box::new(m20261124_000006_console::Migration),
+            Box::new(m20261125_000007_outbox_pending::Migration),
         ]
     }
 }
