@@ -65,7 +65,7 @@ drop_queues() {
   command -v rabbitmqctl >/dev/null || return 0
   local q
   rabbitmqctl -q list_queues name 2>/dev/null | grep "^$1" | while read -r q; do
-    rabbitmqctl -q delete_queue "$q" >/dev/null 2>&1 || true
+    rabbitmqctl -q delete_queue "$q" </dev/null >/dev/null 2>&1 || true
   done
 }
 
