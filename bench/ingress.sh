@@ -34,7 +34,7 @@ cleanup() {
   [ -n "${NODE_PID:-}" ] && kill "$NODE_PID" 2>/dev/null || true
   wait 2>/dev/null || true
   "$LOAD" purge --amqp "$AMQP" --queue "$QUEUE" >/dev/null 2>&1 || true
-  drop_queues "$PREFIX"
+  drop_queues "$PREFIX" || true
   psql -q "$PG/test" -c "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT

@@ -61,12 +61,16 @@ user_cpu_secs() {
 
 # Deletes the queues whose names start with $1 (this run's own), where rabbitmqctl may be
 # used: left to expire, they would still take a copy of every event the next run publishes.
+# Never fails: it runs in EXIT traps under `set -e`. rabbitmqctl reads its standard input, so
+# the loop gives it /dev/null (or it would eat the list being read).
 drop_queues() {
   command -v rabbitmqctl >/dev/null || return 0
   local q
-  rabbitmqctl -q list_queues name 2>/dev/null | grep "^$1" | while read -r q; do
-    rabbitmqctl -q delete_queue "$q" </dev/null >/dev/null 2>&1 || true
-  done
+  { rabbitmqctl -q list_queues name 2>/dev/null || true; } |
+    awk -v p="$1" 'index($0, p) == 1' | while read -r q; do
+      rabbitmqctl -q delete_queue "$q" </dev/null >/dev/null 2>&1 || true
+    done
+  return 0
 }
 
 # Warns when queues other than this run's are bound to exchange $1 for routing pattern $2:
@@ -74,7 +78,7 @@ drop_queues() {
 warn_other_queues() {
   command -v rabbitmqctl >/dev/null || return 0
   local others
-  others=$(rabbitmqctl -q list_bindings source_name routing_key destination_name 2>/dev/null |
+  others=$({ rabbitmqctl -q list_bindings source_name routing_key destination_name 2>/dev/null || true; } |
     awk -v ex="$1" -v key="$2" -v own="$3" '$1 == ex && $2 == key && index($3, own) != 1 {print $3}')
   if [ -n "$others" ]; then
     echo "warning: other queues are bound to $1 ($2) and take a copy of every message:" $others >&2

@@ -325,7 +325,13 @@ async fn record_processed(
 ) -> Result<HashSet<String>, sea_orm::DbErr> {
     use sea_orm::sea_query::{OnConflict, Query};
     use sea_orm::ConnectionTrait as _;
-    let mut seen = HashSet::with_capacity(items.len());
+    // In sorted order: two replicas recording overlapping batches (Feishu's duplicates, a
+    // redelivery) then take the rows' locks in the same order and never deadlock.
+    let ids: std::collections::BTreeSet<&str> =
+        items.iter().map(|i| i.event.event_id.as_str()).collect();
+    if ids.is_empty() {
+        return Ok(HashSet::new());
+    }
     let now = Utc::now();
     let mut insert = Query::insert();
     insert.into_table(processed_event::Entity).columns([
@@ -333,16 +339,10 @@ async fn record_processed(
         processed_event::Column::EventId,
         processed_event::Column::ProcessedAt,
     ]);
-    for item in items {
-        let id = &item.event.event_id;
-        if seen.insert(id.as_str()) {
-            insert
-                .values([CONSUMER.into(), id.as_str().into(), now.into()])
-                .map_err(|e| sea_orm::DbErr::Custom(format!("processed ids insert: {e}")))?;
-        }
-    }
-    if seen.is_empty() {
-        return Ok(HashSet::new());
+    for id in ids {
+        insert
+            .values([CONSUMER.into(), id.into(), now.into()])
+            .map_err(|e| sea_orm::DbErr::Custom(format!("processed ids insert: {e}")))?;
     }
     insert
         .on_conflict(

@@ -104,7 +104,9 @@ async fn publish_pending(inner: &Inner) -> Result<usize, String> {
         .await;
         if let Some(e) = results.into_iter().find_map(Result::err) {
             // What went out before stays marked; the rest goes again on the next round.
-            mark_published(inner, published).await?;
+            if let Err(mark) = mark_published(inner, published).await {
+                tracing::warn!(error = %mark, "marking the published part of a failed batch failed; it will be published again");
+            }
             return Err(e.to_string());
         }
         published.extend(chunk.iter().map(|r| r.id));

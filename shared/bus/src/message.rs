@@ -320,8 +320,9 @@ impl Delivery {
                         .map_err(|e| BusError::Broker(e.to_string())),
                     Err(e) => Err(e),
                 };
-                // Settled only if the ack went out: a failed publish leaves the delivery to
-                // the broker's redelivery, and no batch ack may answer it meanwhile.
+                // Settled only if the ack went out: after a failed publish the delivery stays
+                // unanswered (RabbitMQ hands it back when the channel closes, which a broken
+                // connection does), and no batch ack may answer it meanwhile.
                 if r.is_ok() {
                     outstanding.settle([tag]);
                 }
