@@ -319,18 +319,7 @@ impl EmbeddedBus {
     }
 
     pub(crate) async fn ack(&self, queue: &str, id: i64) -> Result<(), BusError> {
-        let r = self
-            .inner
-            .db
-            .execute(Statement::from_sql_and_values(
-                DbBackend::Sqlite,
-                "DELETE FROM bus_messages WHERE id = ?",
-                [id.into()],
-            ))
-            .await
-            .map_err(storage);
-        self.forget(queue, id);
-        r.map(|_| ())
+        self.ack_many(queue, &[id]).await
     }
 
     /// Acks several deliveries of one queue in one statement.

@@ -176,6 +176,30 @@ impl Outstanding {
     }
 }
 
+/// Answers one AMQP delivery (ack, or nack with requeue) and, once the answer went out, takes
+/// its tag off the outstanding set. A failed answer leaves the tag: RabbitMQ hands the delivery
+/// back when the channel closes, and no batch ack may answer it meanwhile.
+async fn answer(
+    acker: &lapin::acker::Acker,
+    tag: u64,
+    outstanding: &Outstanding,
+    requeue: bool,
+) -> Result<(), BusError> {
+    let sent = if requeue {
+        acker
+            .nack(lapin::options::BasicNackOptions {
+                requeue: true,
+                multiple: false,
+            })
+            .await
+    } else {
+        acker.ack(lapin::options::BasicAckOptions::default()).await
+    };
+    sent.map_err(|e| BusError::Broker(e.to_string()))?;
+    outstanding.settle([tag]);
+    Ok(())
+}
+
 /// One consumer channel's deliveries in a batch ack: tag and acker.
 type AckRun = Vec<(u64, lapin::acker::Acker)>;
 
@@ -209,25 +233,25 @@ pub async fn ack_all(deliveries: Vec<Delivery>) -> Result<(), BusError> {
     for (outstanding, mut run) in amqp {
         run.sort_by_key(|(tag, _)| *tag);
         let tags: Vec<u64> = run.iter().map(|(tag, _)| *tag).collect();
-        let result = if outstanding.covered_by(&tags) {
-            match run.last() {
-                Some((_, acker)) => acker
+        let result = match run.last() {
+            Some((_, acker)) if outstanding.covered_by(&tags) => {
+                let sent = acker
                     .ack(lapin::options::BasicAckOptions { multiple: true })
                     .await
-                    .map_err(|e| BusError::Broker(e.to_string())),
-                None => Ok(()),
+                    .map_err(|e| BusError::Broker(e.to_string()));
+                if sent.is_ok() {
+                    outstanding.settle(tags);
+                }
+                sent
             }
-        } else {
-            let acks = futures_util::future::join_all(
+            _ => futures_util::future::join_all(
                 run.iter()
-                    .map(|(_, a)| a.ack(lapin::options::BasicAckOptions::default())),
+                    .map(|(tag, acker)| answer(acker, *tag, &outstanding, false)),
             )
-            .await;
-            acks.into_iter()
-                .find_map(Result::err)
-                .map_or(Ok(()), |e| Err(BusError::Broker(e.to_string())))
+            .await
+            .into_iter()
+            .collect(),
         };
-        outstanding.settle(tags);
         if let Err(e) = result {
             first_error.get_or_insert(e);
         }
@@ -255,14 +279,7 @@ impl Delivery {
                 tag,
                 outstanding,
                 ..
-            } => {
-                let r = acker
-                    .ack(lapin::options::BasicAckOptions::default())
-                    .await
-                    .map_err(|e| BusError::Broker(e.to_string()));
-                outstanding.settle([tag]);
-                r
-            }
+            } => answer(&acker, tag, &outstanding, false).await,
             Acker::Embedded { id, bus } => bus.ack(&self.queue, id).await,
         }
     }
@@ -275,17 +292,7 @@ impl Delivery {
                 tag,
                 outstanding,
                 ..
-            } => {
-                let r = acker
-                    .nack(lapin::options::BasicNackOptions {
-                        requeue: true,
-                        multiple: false,
-                    })
-                    .await
-                    .map_err(|e| BusError::Broker(e.to_string()));
-                outstanding.settle([tag]);
-                r
-            }
+            } => answer(&acker, tag, &outstanding, true).await,
             Acker::Embedded { id, bus } => bus.release(&self.queue, id).await,
         }
     }
@@ -313,20 +320,9 @@ impl Delivery {
                     body: self.body.clone(),
                     props: with_origin(props, &self.exchange, &self.routing_key),
                 };
-                let r = match bus.publish(&msg).await {
-                    Ok(()) => acker
-                        .ack(lapin::options::BasicAckOptions::default())
-                        .await
-                        .map_err(|e| BusError::Broker(e.to_string())),
-                    Err(e) => Err(e),
-                };
-                // Settled only if the ack went out: after a failed publish the delivery stays
-                // unanswered (RabbitMQ hands it back when the channel closes, which a broken
-                // connection does), and no batch ack may answer it meanwhile.
-                if r.is_ok() {
-                    outstanding.settle([tag]);
-                }
-                r?;
+                // After a failed publish the delivery stays unanswered and outstanding.
+                bus.publish(&msg).await?;
+                answer(&acker, tag, &outstanding, false).await?;
             }
             Acker::Embedded { id, bus } => {
                 bus.delay(&self.queue, id, &props, self.spec.retry_delays[tier])
@@ -355,14 +351,7 @@ impl Delivery {
                     props: with_origin(props, &self.exchange, &self.routing_key),
                 };
                 bus.publish(&msg).await?;
-                let r = acker
-                    .ack(lapin::options::BasicAckOptions::default())
-                    .await
-                    .map_err(|e| BusError::Broker(e.to_string()));
-                if r.is_ok() {
-                    outstanding.settle([tag]);
-                }
-                r
+                answer(&acker, tag, &outstanding, false).await
             }
             Acker::Embedded { id, bus } => bus.move_to(&self.queue, id, &dlq, &props).await,
         }

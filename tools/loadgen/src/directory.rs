@@ -123,7 +123,7 @@ pub async fn contact_events(
                 "per_second": (n as f64 / elapsed.as_secs_f64()).round(),
                 "publish_seconds": (published.as_secs_f64() * 1000.0).round() / 1000.0,
                 "p50_ms": 0, "p99_ms": 0,
-                "cpu_s": crate::cpu_ticks().saturating_sub(cpu0) as f64 / 100.0,
+                "cpu_s": crate::cpu_seconds_since(cpu0),
             })
         );
     }

@@ -234,6 +234,12 @@ pub(crate) fn cpu_ticks() -> u64 {
     field(11) + field(12)
 }
 
+/// CPU seconds this process used since `cpu0` (from [`cpu_ticks`]); Linux counts ticks of
+/// 1/100 s.
+pub(crate) fn cpu_seconds_since(cpu0: u64) -> f64 {
+    cpu_ticks().saturating_sub(cpu0) as f64 / 100.0
+}
+
 pub(crate) fn report(
     label: &str,
     n: usize,
@@ -257,9 +263,8 @@ pub(crate) fn report(
                 "per_second": rate.round(),
                 "p50_ms": (percentile(&lat, 0.50).as_secs_f64() * 1e5).round() / 100.0,
                 "p99_ms": (percentile(&lat, 0.99).as_secs_f64() * 1e5).round() / 100.0,
-                // This process's CPU seconds over the measured phase (not the preparation);
-                // Linux counts ticks of 1/100 s.
-                "cpu_s": cpu_ticks().saturating_sub(cpu0) as f64 / 100.0,
+                // This process's CPU seconds over the measured phase (not the preparation).
+                "cpu_s": cpu_seconds_since(cpu0),
             })
         );
     }

@@ -12,7 +12,9 @@ use feishu_emulator::{
 use secrecy::SecretString;
 use serde_json::Value;
 
-use crate::helpers::{fresh_database, random_app_id, settings, Bridge, BridgeOptions, TestApp};
+use crate::helpers::{
+    fresh_database, random_app_id, settings, until, Bridge, BridgeOptions, TestApp,
+};
 
 pub const TOKEN: &str = "test-service-token";
 
@@ -654,21 +656,12 @@ async fn late_duplicate_and_reversed_events_never_win() {
 }
 
 async fn wait_for_user(w: &World, open_id: &str, ok: impl Fn(&Value) -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
+    let what = format!("user {open_id} reaching the expected state");
+    until(&what, Duration::from_secs(20), || async {
         let r = w.get(&format!("/users/{open_id}")).await;
-        if r.status() == 200 {
-            let u: Value = r.json().await.unwrap();
-            if ok(&u) {
-                return;
-            }
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "user {open_id} never reached the expected state"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        r.status() == 200 && ok(&r.json::<Value>().await.unwrap())
+    })
+    .await;
 }
 
 #[tokio::test]
