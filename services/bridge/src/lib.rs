@@ -163,6 +163,7 @@ async fn bus(settings: &Settings, role: Role, db: &DatabaseConnection) -> anyhow
         queue_prefix: b.queue_prefix.clone(),
         queue_expires: b.queue_expires,
         quorum_queues: b.quorum_queues,
+        worker_connections: b.worker_connections,
     };
     Ok(Bus::Amqp(
         AmqpBus::start(opts, topology(), Duration::from_secs(5)).await,

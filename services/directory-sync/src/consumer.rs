@@ -323,7 +323,7 @@ async fn record_processed(
     txn: &sea_orm::DatabaseTransaction,
     items: &[Item],
 ) -> Result<HashSet<String>, sea_orm::DbErr> {
-    use sea_orm::sea_query::{OnConflict, Query};
+    use sea_orm::sea_query::Query;
     use sea_orm::ConnectionTrait as _;
     // In sorted order: two replicas recording overlapping batches (Feishu's duplicates, a
     // redelivery) then take the rows' locks in the same order and never deadlock.
@@ -345,14 +345,7 @@ async fn record_processed(
             .map_err(|e| sea_orm::DbErr::Custom(format!("processed ids insert: {e}")))?;
     }
     insert
-        .on_conflict(
-            OnConflict::columns([
-                processed_event::Column::Consumer,
-                processed_event::Column::EventId,
-            ])
-            .do_nothing()
-            .to_owned(),
-        )
+        .on_conflict(processed_event::already_recorded())
         .returning_col(processed_event::Column::EventId);
     let rows = txn
         .query_all(txn.get_database_backend().build(&insert))

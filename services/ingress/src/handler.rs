@@ -262,11 +262,14 @@ pub(crate) async fn publish_once(
         received_at_ms,
         bridge_runtime::telemetry::current_traceparent(),
     );
-    let result = tokio::time::timeout(state.settings.publish_timeout, state.bus.publish(&msg))
-        .await
-        .unwrap_or(Err(bridge_bus::BusError::ConfirmTimeout(
-            state.settings.publish_timeout,
-        )));
+    let result = tokio::time::timeout(
+        state.settings.publish_timeout,
+        state.bus.publish_from_worker(&msg),
+    )
+    .await
+    .unwrap_or(Err(bridge_bus::BusError::ConfirmTimeout(
+        state.settings.publish_timeout,
+    )));
     state.dedupe.finish(guard, result.is_ok());
     result?;
     state.activity.seen(app_id, &env.event_type);

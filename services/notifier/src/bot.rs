@@ -16,7 +16,6 @@ use bridge_runtime::Shutdown;
 use bridge_store::entity::{notification, notification_recipient as rcpt, processed_event};
 use chrono::Utc;
 use prost::Message as _;
-use sea_orm::sea_query::OnConflict;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set};
 use serde_json::{json, Value};
 
@@ -201,14 +200,7 @@ async fn remember(inner: &Inner, id: &str) -> Result<(), sea_orm::DbErr> {
         event_id: Set(id.to_string()),
         processed_at: Set(Utc::now()),
     })
-    .on_conflict(
-        OnConflict::columns([
-            processed_event::Column::Consumer,
-            processed_event::Column::EventId,
-        ])
-        .do_nothing()
-        .to_owned(),
-    )
+    .on_conflict(processed_event::already_recorded())
     .exec_without_returning(&inner.db)
     .await?;
     Ok(())

@@ -4,8 +4,8 @@
 //! (re)connect.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use lapin::options::{
@@ -18,6 +18,7 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Exchange
 use tokio::sync::{mpsc, watch};
 
 use crate::message::{Acker, Delivery, Message, Outstanding, Props};
+use crate::worker::{self, WorkerConn};
 use crate::{BusError, Consumer, QueueSpec};
 use bridge_contracts::topology::Topology;
 
@@ -37,6 +38,9 @@ pub struct AmqpOptions {
     /// Quorum queues (production). Off: classic non-durable queues, which a test run can
     /// create by the dozen without paying for a Raft group each.
     pub quorum_queues: bool,
+    /// [`AmqpBus::publish_from_worker`] publishes over a connection of the calling HTTP
+    /// worker's own (plain `amqp://` only); off, it is [`AmqpBus::publish`].
+    pub worker_connections: bool,
 }
 
 impl std::fmt::Debug for AmqpOptions {
@@ -66,6 +70,31 @@ struct Inner {
     extra_queues: Mutex<Vec<QueueSpec>>,
     closing: watch::Sender<bool>,
     counter: AtomicU64,
+    /// Whether worker connections are on and the URL allows them.
+    worker_connections: bool,
+    worker_publishes: AtomicU64,
+}
+
+/// A thread's worker connection to one bus.
+struct WorkerSlot {
+    bus: Weak<Inner>,
+    state: Mutex<WorkerState>,
+}
+
+#[derive(Default)]
+struct WorkerState {
+    conn: Option<Arc<WorkerConn>>,
+    /// An open is under way (in a task of the thread's runtime).
+    opening: bool,
+    /// Failed opens in a row, and when the next may start: until then, and while an open is
+    /// under way, the thread publishes over the shared connection.
+    failures: u32,
+    retry_at: Option<Instant>,
+}
+
+thread_local! {
+    static WORKER_SLOTS: std::cell::RefCell<Vec<Arc<WorkerSlot>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// A RabbitMQ connection shared by the process's publishers and consumers.
@@ -82,14 +111,17 @@ impl AmqpBus {
         let (closing, _) = watch::channel(false);
         let bus = Self {
             inner: Arc::new(Inner {
-                opts,
                 topology,
                 live: RwLock::new(None),
                 generation,
                 broken: tokio::sync::Notify::new(),
                 extra_queues: Mutex::new(Vec::new()),
+                worker_connections: opts.worker_connections
+                    && amqp_uri(&opts.url).is_ok_and(|u| u.scheme == lapin::uri::AMQPScheme::AMQP),
+                opts,
                 closing,
                 counter: AtomicU64::new(0),
+                worker_publishes: AtomicU64::new(0),
             }),
         };
         let mut gen = bus.inner.generation.subscribe();
@@ -151,6 +183,113 @@ impl AmqpBus {
                 Err(BusError::Broker("channel is not in confirm mode".into()))
             }
         }
+    }
+
+    /// Like [`AmqpBus::publish`], but from an HTTP worker (a thread running a single-threaded
+    /// runtime) over that thread's own connection: no hop to lapin's I/O thread and back per
+    /// message (see `worker.rs`). Elsewhere, with worker connections off, and while the
+    /// thread's connection is opening (in the background, from the first publish) or cannot
+    /// be opened, it is [`AmqpBus::publish`]. During an outage of
+    /// the shared connection it fails fast, like `publish`.
+    pub async fn publish_from_worker(&self, msg: &Message) -> Result<(), BusError> {
+        if !self.inner.worker_connections || !worker::on_worker_thread() {
+            return self.publish(msg).await;
+        }
+        if self.live().is_none() {
+            return Err(BusError::Unavailable("not connected to RabbitMQ".into()));
+        }
+        match self.worker_conn() {
+            Some(conn) => {
+                metrics::counter!("bus_worker_publishes_total").increment(1);
+                self.inner.worker_publishes.fetch_add(1, Ordering::Relaxed);
+                conn.publish(msg, self.inner.opts.confirm_timeout).await
+            }
+            None => self.publish(msg).await,
+        }
+    }
+
+    /// Whether the calling thread has an open connection of its own to this bus.
+    pub fn has_worker_connection(&self) -> bool {
+        let slot = self.worker_slot();
+        let state = slot.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.conn.as_ref().is_some_and(|c| c.alive())
+    }
+
+    /// How many publishes went over worker connections (all threads) since the bus started.
+    pub fn worker_publishes(&self) -> u64 {
+        self.inner.worker_publishes.load(Ordering::Relaxed)
+    }
+
+    fn worker_slot(&self) -> Arc<WorkerSlot> {
+        WORKER_SLOTS.with(|slots| {
+            let mut slots = slots.borrow_mut();
+            match slots
+                .iter()
+                .find(|s| std::ptr::eq(s.bus.as_ptr(), Arc::as_ptr(&self.inner)))
+            {
+                Some(s) => s.clone(),
+                None => {
+                    // Slots of buses gone are dropped when a new one is made, not per publish.
+                    slots.retain(|s| s.bus.strong_count() > 0);
+                    let s = Arc::new(WorkerSlot {
+                        bus: Arc::downgrade(&self.inner),
+                        state: Mutex::new(WorkerState::default()),
+                    });
+                    slots.push(s.clone());
+                    s
+                }
+            }
+        })
+    }
+
+    /// This thread's open connection to this bus. Without one, starts opening it in a task of
+    /// the thread's runtime (unless an open is under way or backing off) and returns `None`:
+    /// no request ever waits for a connection to open.
+    fn worker_conn(&self) -> Option<Arc<WorkerConn>> {
+        let slot = self.worker_slot();
+        let mut state = slot.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(conn) = state.conn.as_ref().filter(|c| c.alive()) {
+            return Some(conn.clone());
+        }
+        state.conn = None;
+        if state.opening || state.retry_at.is_some_and(|t| Instant::now() < t) {
+            return None;
+        }
+        state.opening = true;
+        drop(state);
+        let opts = self.inner.opts.clone();
+        let closing = self.inner.closing.subscribe();
+        tokio::spawn(async move {
+            let name = format!("{}-worker", opts.connection_name);
+            let opened = worker::open(
+                &opts.url,
+                &name,
+                closing,
+                Duration::from_secs(5),
+                opts.confirm_timeout,
+            )
+            .await;
+            let mut state = slot.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.opening = false;
+            match opened {
+                Ok(conn) => {
+                    metrics::counter!("bus_worker_connections_opened_total").increment(1);
+                    state.failures = 0;
+                    state.retry_at = None;
+                    state.conn = Some(conn);
+                }
+                Err(e) => {
+                    state.failures = state.failures.saturating_add(1);
+                    let backoff = opts
+                        .reconnect_min
+                        .saturating_mul(1 << state.failures.min(10))
+                        .min(opts.reconnect_max);
+                    tracing::warn!(error = %e, retry_in = ?backoff, "cannot open a worker connection to RabbitMQ; publishing over the shared one meanwhile");
+                    state.retry_at = Some(Instant::now() + backoff);
+                }
+            }
+        });
+        None
     }
 
     pub async fn declare_queue(&self, spec: &QueueSpec) -> Result<(), BusError> {
@@ -340,13 +479,12 @@ async fn connect(bus: &AmqpBus, generation: u64) -> Result<Live, BusError> {
         .with_connection_name(LongString::from(opts.connection_name.clone()))
         .with_executor(tokio_executor_trait::Tokio::current())
         .with_reactor(tokio_reactor_trait::Tokio);
-    let connection = tokio::time::timeout(
-        Duration::from_secs(5),
-        Connection::connect(&opts.url, props),
-    )
-    .await
-    .map_err(|_| BusError::Unavailable("connect timed out".into()))?
-    .map_err(|e| BusError::Unavailable(e.to_string()))?;
+    let uri = amqp_uri(&opts.url).map_err(BusError::Unavailable)?;
+    let connection =
+        tokio::time::timeout(Duration::from_secs(5), Connection::connect_uri(uri, props))
+            .await
+            .map_err(|_| BusError::Unavailable("connect timed out".into()))?
+            .map_err(|e| BusError::Unavailable(e.to_string()))?;
     let weak = bus.clone();
     connection.on_error(move |e| {
         tracing::warn!(error = %e, "RabbitMQ connection error");
@@ -389,6 +527,19 @@ async fn connect(bus: &AmqpBus, generation: u64) -> Result<Live, BusError> {
         publishers,
         next: AtomicUsize::new(0),
     })
+}
+
+/// Parses an AMQP URL as lapin does, but keeps an IP address as the host: amq-protocol's
+/// parser takes the host from the URL's domain, which an IP literal does not have, and so
+/// turned `amqp://10.0.0.5/` into a connection to `localhost`.
+pub(crate) fn amqp_uri(url: &str) -> Result<lapin::uri::AMQPUri, String> {
+    let mut uri: lapin::uri::AMQPUri = url.parse()?;
+    match url::Url::parse(url).map_err(|e| e.to_string())?.host() {
+        Some(url::Host::Ipv4(ip)) => uri.authority.host = ip.to_string(),
+        Some(url::Host::Ipv6(ip)) => uri.authority.host = format!("[{ip}]"),
+        _ => {}
+    }
+    Ok(uri)
 }
 
 /// The topology's queues as this process names them.
@@ -515,7 +666,7 @@ async fn declare_queue_on(ch: &Channel, spec: &QueueSpec) -> Result<(), BusError
     Ok(())
 }
 
-fn to_amqp_props(p: &Props) -> BasicProperties {
+pub(crate) fn to_amqp_props(p: &Props) -> BasicProperties {
     let mut headers = FieldTable::default();
     for (k, v) in &p.headers {
         headers.insert(ShortString::from(k.clone()), text(v));
@@ -610,5 +761,40 @@ fn from_amqp(
             outstanding: outstanding.clone(),
         }),
         spec: spec.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::amqp_uri;
+
+    #[test]
+    fn an_ip_address_stays_the_host() {
+        let u = amqp_uri("amqp://bridge:s3cret@10.1.2.3:5673/prod").unwrap();
+        assert_eq!(
+            (
+                u.authority.host.as_str(),
+                u.authority.port,
+                u.vhost.as_str()
+            ),
+            ("10.1.2.3", 5673, "prod")
+        );
+        assert_eq!(u.authority.userinfo.username, "bridge");
+        assert_eq!(u.authority.userinfo.password, "s3cret");
+        let u = amqp_uri("amqp://[fd00::7]:5672/%2f").unwrap();
+        assert_eq!(
+            (u.authority.host.as_str(), u.vhost.as_str()),
+            ("[fd00::7]", "/")
+        );
+        let u = amqp_uri("amqps://rabbit.internal/%2f?heartbeat=10").unwrap();
+        assert_eq!(
+            (
+                u.authority.host.as_str(),
+                u.authority.port,
+                u.query.heartbeat
+            ),
+            ("rabbit.internal", 5671, Some(10))
+        );
+        assert!(amqp_uri("http://rabbit/").is_err());
     }
 }

@@ -6,6 +6,7 @@
 mod amqp;
 mod embedded;
 mod message;
+mod worker;
 
 use std::time::Duration;
 
@@ -99,6 +100,15 @@ impl Bus {
     pub async fn publish(&self, msg: &Message) -> Result<(), BusError> {
         match self {
             Bus::Amqp(b) => b.publish(msg).await,
+            Bus::Embedded(b) => b.publish(msg).await,
+        }
+    }
+
+    /// Like [`Bus::publish`], from an HTTP worker's request: on RabbitMQ over the worker
+    /// thread's own connection ([`AmqpBus::publish_from_worker`]).
+    pub async fn publish_from_worker(&self, msg: &Message) -> Result<(), BusError> {
+        match self {
+            Bus::Amqp(b) => b.publish_from_worker(msg).await,
             Bus::Embedded(b) => b.publish(msg).await,
         }
     }

@@ -314,12 +314,7 @@ impl Delivery {
                 tag,
                 outstanding,
             } => {
-                let msg = Message {
-                    exchange: String::new(),
-                    routing_key: self.spec.retry_queue(tier),
-                    body: self.body.clone(),
-                    props: with_origin(props, &self.exchange, &self.routing_key),
-                };
+                let msg = self.copy_to(self.spec.retry_queue(tier), props);
                 // After a failed publish the delivery stays unanswered and outstanding.
                 bus.publish(&msg).await?;
                 answer(&acker, tag, &outstanding, false).await?;
@@ -344,13 +339,7 @@ impl Delivery {
                 tag,
                 outstanding,
             } => {
-                let msg = Message {
-                    exchange: String::new(),
-                    routing_key: dlq,
-                    body: self.body.clone(),
-                    props: with_origin(props, &self.exchange, &self.routing_key),
-                };
-                bus.publish(&msg).await?;
+                bus.publish(&self.copy_to(dlq, props)).await?;
                 answer(&acker, tag, &outstanding, false).await
             }
             Acker::Embedded { id, bus } => bus.move_to(&self.queue, id, &dlq, &props).await,
@@ -358,11 +347,19 @@ impl Delivery {
     }
 }
 
-/// Keeps the original exchange and key when a message goes through the default exchange.
-fn with_origin(mut props: Props, exchange: &str, key: &str) -> Props {
-    if props.header("x-bridge-exchange").is_none() {
-        props.set_header("x-bridge-exchange", exchange.to_string());
-        props.set_header("x-bridge-routing-key", key.to_string());
+impl Delivery {
+    /// This message with `props`, bound for `queue` through the default exchange; the
+    /// original exchange and key are kept in headers (the first time it is sent on).
+    fn copy_to(&self, queue: String, mut props: Props) -> Message {
+        if props.header("x-bridge-exchange").is_none() {
+            props.set_header("x-bridge-exchange", self.exchange.clone());
+            props.set_header("x-bridge-routing-key", self.routing_key.clone());
+        }
+        Message {
+            exchange: String::new(),
+            routing_key: queue,
+            body: self.body.clone(),
+            props,
+        }
     }
-    props
 }

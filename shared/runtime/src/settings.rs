@@ -112,6 +112,9 @@ pub struct BrokerSettings {
     /// Consumer queues are quorum queues (default). `false` gives classic, non-durable
     /// queues: only for test runs and throwaway development brokers.
     pub quorum_queues: bool,
+    /// The ingress's HTTP workers publish over a connection each of their own (plain
+    /// `amqp://`), not through lapin's shared connection: no hop between threads per event.
+    pub worker_connections: bool,
 }
 
 impl Default for BrokerSettings {
@@ -126,6 +129,7 @@ impl Default for BrokerSettings {
             queue_prefix: String::new(),
             queue_expires: None,
             quorum_queues: true,
+            worker_connections: true,
         }
     }
 }

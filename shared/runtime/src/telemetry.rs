@@ -25,7 +25,8 @@ pub fn exporting() -> bool {
 
 /// Installs the process-wide Prometheus recorder once and returns its handle.
 pub fn metrics_handle() -> Option<&'static PrometheusHandle> {
-    PROMETHEUS
+    static UPKEEP: std::sync::Once = std::sync::Once::new();
+    let handle = PROMETHEUS
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
                 .set_buckets(&[
@@ -34,7 +35,23 @@ pub fn metrics_handle() -> Option<&'static PrometheusHandle> {
                 .ok()?;
             builder.install_recorder().ok()
         })
-        .as_ref()
+        .as_ref();
+    // Histogram samples wait in per-metric buckets until drained: a scrape drains them, and
+    // so does this upkeep, which keeps memory bounded when nothing scrapes.
+    UPKEEP.call_once(|| {
+        if let Some(h) = handle {
+            let spawned = std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || loop {
+                    std::thread::sleep(std::time::Duration::from_secs(5));
+                    h.run_upkeep();
+                });
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "cannot start the metrics upkeep thread");
+            }
+        }
+    });
+    handle
 }
 
 /// The current metrics in Prometheus text format.

@@ -155,6 +155,10 @@ struct WebhookArgs {
     /// A label printed with the result.
     #[arg(long, default_value = "webhook")]
     label: String,
+    /// Client threads. One (the default) keeps the client's own CPU, which competes with
+    /// the server on this machine, lowest (like `wrk -t1`): no work stealing between threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
 }
 
 /// A realistic contact.user.updated_v3 envelope of about 1.2 KB.
@@ -280,6 +284,7 @@ async fn webhook(a: WebhookArgs) -> anyhow::Result<()> {
         concurrency,
         rate,
         label,
+        threads: _,
     } = a;
     let cipher = EventCipher::new(&key);
     let prepared: Arc<Vec<Prepared>> = Arc::new(
@@ -516,9 +521,26 @@ async fn purge(amqp: String, queue: String) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    match Cli::parse().cmd {
+fn main() -> anyhow::Result<()> {
+    let cmd = Cli::parse().cmd;
+    let mut runtime = match &cmd {
+        Cmd::Webhook(a) if a.threads <= 1 => tokio::runtime::Builder::new_current_thread(),
+        Cmd::Webhook(a) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(a.threads);
+            b
+        }
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    runtime
+        .enable_all()
+        .build()
+        .context("starting the runtime")?
+        .block_on(run(cmd))
+}
+
+async fn run(cmd: Cmd) -> anyhow::Result<()> {
+    match cmd {
         Cmd::Webhook(a) => webhook(a).await,
         Cmd::Ceiling {
             amqp,

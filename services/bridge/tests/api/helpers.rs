@@ -227,6 +227,18 @@ impl Bridge {
         r.send().await.expect("request sent")
     }
 
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics scraped")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     pub async fn post_event(&self, app: &TestApp, plaintext: &str) -> reqwest::Response {
         self.post(
             &format!("/feishu/{}/events", app.app_id),

@@ -1,9 +1,10 @@
 //! The webhook ingress end to end: verification, decryption, the published message, and every
 //! refusal publishing nothing.
 
-use crate::helpers::{Bridge, BridgeOptions, EventQueue, FeishuRequest, TestApp};
+use crate::helpers::{until, Bridge, BridgeOptions, EventQueue, FeishuRequest, TestApp};
 use bridge_contracts::v1::Delivery;
 use bridge_feishu::EventCipher;
+use std::time::Duration;
 
 async fn start(apps: &[&TestApp]) -> Bridge {
     Bridge::start(BridgeOptions {
@@ -333,19 +334,30 @@ async fn health_readiness_and_metrics() {
             .status(),
         200
     );
-    let text = bridge
-        .http
-        .get(bridge.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = bridge.metrics().await;
     assert!(
         text.contains("ingress_requests_total{kind=\"event\",outcome=\"published\"}"),
         "{text}"
     );
     assert!(text.contains("http_requests_total"), "{text}");
+    // Events go out over the HTTP worker's own connection (opened in the background after
+    // the worker's first event, which lapin's shared connection carries).
+    let mut i = 0;
+    until(
+        "an event published over a worker connection",
+        Duration::from_secs(20),
+        || {
+            i += 1;
+            let ev = app.event_json(&format!("w-{i}"), "contact.user.created_v3");
+            let (bridge, app) = (&bridge, &app);
+            async move {
+                assert_eq!(bridge.post_event(app, &ev).await.status(), 200);
+                let text = bridge.metrics().await;
+                text.contains("bus_worker_publishes_total")
+                    && text.contains("bus_worker_connections_opened_total")
+            }
+        },
+    )
+    .await;
     bridge.stop().await;
 }

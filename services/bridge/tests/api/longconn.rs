@@ -172,15 +172,7 @@ async fn events_over_the_long_connection_are_published_once_and_acked() {
     assert_eq!(state["state"], "connected", "{ready}");
     assert_eq!(state["connections"], 1);
     assert_eq!(ready["checks"]["long_connection"]["status"], "ok");
-    let metrics = bridge
-        .http
-        .get(bridge.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = bridge.metrics().await;
     assert!(
         metrics.contains("ingress_long_connection_connected"),
         "{metrics}"

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod suite;
+mod worker;
 
 use std::time::Duration;
 
@@ -13,8 +14,14 @@ use bridge_contracts::topology::topology;
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 pub async fn amqp() -> Bus {
+    amqp_at(AMQP_URL, true).await
+}
+
+/// A bus at `url`; `quorum` false declares the topology as classic queues (cheap for the
+/// broker, for tests that only use queues of their own).
+pub async fn amqp_at(url: &str, quorum: bool) -> Bus {
     let opts = AmqpOptions {
-        url: AMQP_URL.into(),
+        url: url.into(),
         confirm_timeout: Duration::from_secs(2),
         reconnect_min: Duration::from_millis(100),
         reconnect_max: Duration::from_secs(1),
@@ -22,7 +29,8 @@ pub async fn amqp() -> Bus {
         connection_name: "bus-tests".into(),
         queue_prefix: format!("t{}.", uuid::Uuid::new_v4().simple()),
         queue_expires: Some(Duration::from_secs(60)),
-        quorum_queues: true,
+        quorum_queues: quorum,
+        worker_connections: true,
     };
     let bus = AmqpBus::start(opts, topology(), Duration::from_secs(10)).await;
     assert!(
@@ -113,6 +121,7 @@ async fn amqp_publish_to_unreachable_broker_fails_fast() {
         queue_prefix: String::new(),
         queue_expires: None,
         quorum_queues: true,
+        worker_connections: true,
     };
     let bus = Bus::Amqp(AmqpBus::start(opts, topology(), Duration::from_millis(200)).await);
     assert!(bus.ready().await.is_err());

@@ -16,3 +16,11 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+/// `ON CONFLICT (consumer, event_id) DO NOTHING`: recording an id already recorded is a no-op
+/// (the insert's returned rows, where asked for, say which ids were new).
+pub fn already_recorded() -> sea_orm::sea_query::OnConflict {
+    sea_orm::sea_query::OnConflict::columns([Column::Consumer, Column::EventId])
+        .do_nothing()
+        .to_owned()
+}
