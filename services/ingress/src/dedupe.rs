@@ -86,7 +86,10 @@ impl Dedupe {
         if g.current.contains(&k) || g.previous.contains(&k) {
             return Claim::Published;
         }
-        if let Some(rx) = g.inflight.get(&k) {
+        // A claim whose holder went away without finishing (its request was cancelled)
+        // leaves a closed channel: the next copy takes the claim over instead of waiting on
+        // an answer that never comes.
+        if let Some(rx) = g.inflight.get(&k).filter(|rx| rx.has_changed().is_ok()) {
             return Claim::Wait(rx.clone());
         }
         let (tx, rx) = watch::channel(None);
@@ -129,6 +132,28 @@ mod tests {
             matches!(d.claim("b", "e1"), Claim::Publish(_)),
             "another app's id is another event"
         );
+    }
+
+    #[test]
+    fn an_abandoned_claim_is_taken_over() {
+        let d = Dedupe::new(100, Duration::from_secs(60));
+        let Claim::Publish(g) = d.claim("a", "e1") else {
+            panic!("first claim publishes")
+        };
+        let Claim::Wait(rx) = d.claim("a", "e1") else {
+            panic!("second waits")
+        };
+        // The publishing request is cancelled: its guard is dropped unfinished.
+        drop(g);
+        assert!(
+            rx.has_changed().is_err(),
+            "the waiter sees the claim closed"
+        );
+        let Claim::Publish(g) = d.claim("a", "e1") else {
+            panic!("the next copy publishes instead of waiting forever")
+        };
+        d.finish(g, true);
+        assert!(matches!(d.claim("a", "e1"), Claim::Published));
     }
 
     #[test]
