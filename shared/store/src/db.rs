@@ -36,11 +36,29 @@ pub async fn connect(
             .map_err(|e| anyhow::anyhow!("sqlite pragmas: {e}"))?;
     }
     if migrate {
-        Migrator::up(&db, None)
+        run_migrations(&db)
             .await
             .map_err(|e| anyhow::anyhow!("database migration failed: {e}"))?;
     }
     Ok(db)
+}
+
+/// Key of the PostgreSQL advisory lock that serialises migrations ("fbmigrat").
+const MIGRATION_LOCK: i64 = 0x6662_6d69_6772_6174;
+
+/// Applies the pending migrations. On PostgreSQL, replicas starting together (each with
+/// `database.auto_migrate`) take turns: each runs them in one transaction holding an
+/// advisory lock, so the second finds them applied instead of creating the same types and
+/// tables at the same moment (which fails one of them with a duplicate key).
+pub async fn run_migrations(db: &DatabaseConnection) -> Result<(), sea_orm::DbErr> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Migrator::up(db, None).await;
+    }
+    let txn = sea_orm::TransactionTrait::begin(db).await?;
+    txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+        .await?;
+    Migrator::up(&txn, None).await?;
+    txn.commit().await
 }
 
 /// Whether the database answers (for `/readyz`).
