@@ -1,4 +1,4 @@
-//! `feishu-bridge [--config FILE] <all|ingress|directory-sync|auth|notifier|console|migrate|rotate-signing-key>`: parse the command line, load settings,
+//! `feishu-bridge [--config FILE] <all|ingress|directory-sync|auth|notifier|console|migrate|rotate-signing-key|probe|rabbitmq-definitions>`: parse the command line, load settings,
 //! start telemetry, run.
 
 use std::path::PathBuf;
@@ -57,6 +57,13 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8080")]
         addr: std::net::SocketAddr,
     },
+    /// Print the bus topology (exchanges, quorum queues with their retry and dead-letter
+    /// queues, bindings) as a RabbitMQ definitions document, for `load_definitions`
+    /// (deploy/rabbitmq/definitions.json adds a user to it).
+    RabbitmqDefinitions {
+        #[arg(long, default_value = "/")]
+        vhost: String,
+    },
 }
 
 /// One HTTP/1.0 GET on loopback; the status line decides.
@@ -88,6 +95,15 @@ async fn main() -> anyhow::Result<()> {
     if let Command::Probe { path, addr } = &cli.command {
         return probe(*addr, path).await;
     }
+    if let Command::RabbitmqDefinitions { vhost } = &cli.command {
+        let mut doc = bridge_bus::definitions(&bridge_contracts::topology::topology(), vhost);
+        doc["vhosts"] = serde_json::json!([{ "name": vhost }]);
+        let mut out = serde_json::to_string_pretty(&doc)?;
+        out.push('\n');
+        std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes())
+            .context("writing the definitions to standard output")?;
+        return Ok(());
+    }
     let settings = bridge_runtime::Settings::load(cli.config.as_deref())?;
     let role = match cli.command {
         Command::All => Role::All,
@@ -104,7 +120,9 @@ async fn main() -> anyhow::Result<()> {
             return Ok(());
         }
         Command::Notifier => Role::Notifier,
-        Command::Probe { .. } => anyhow::bail!("`probe` runs before the settings are loaded"),
+        Command::Probe { .. } | Command::RabbitmqDefinitions { .. } => {
+            anyhow::bail!("handled before the settings are loaded")
+        }
         Command::Migrate => {
             let telemetry =
                 bridge_runtime::telemetry::init(&settings.telemetry, "feishu-bridge-migrate")?;

@@ -282,3 +282,39 @@ fn the_probe_health_check_follows_the_status() {
         .unwrap();
     assert!(!probe(closed).status.success());
 }
+
+/// The broker definitions docker compose loads are the topology the services declare
+/// (`feishu-bridge rabbitmq-definitions`), not a copy kept by hand.
+#[test]
+fn rabbitmq_definitions_are_the_topology() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_feishu-bridge"))
+        .arg("rabbitmq-definitions")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let generated: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let path = root().join("deploy/rabbitmq/definitions.json");
+    let committed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    for key in ["exchanges", "queues", "bindings"] {
+        assert_eq!(
+            committed[key],
+            generated[key],
+            "{key} in {} differ from `feishu-bridge rabbitmq-definitions`; regenerate them",
+            path.display()
+        );
+    }
+    let queues = generated["queues"].as_array().unwrap();
+    assert!(queues
+        .iter()
+        .all(|q| q["arguments"]["x-queue-type"] == "quorum"));
+    assert!(generated["exchanges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["name"] == "auth.events"));
+}

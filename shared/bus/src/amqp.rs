@@ -593,6 +593,94 @@ fn text(s: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(s.to_string()))
 }
 
+/// One queue of a [`QueueSpec`] as RabbitMQ holds it: its name and `x-` arguments.
+pub struct QueuePlan {
+    pub name: String,
+    pub durable: bool,
+    pub arguments: Vec<(&'static str, AMQPValue)>,
+}
+
+/// The queues a spec declares (the queue, its retry tiers, its dead-letter queue) with their
+/// arguments: what [`AmqpBus`] declares and what `feishu-bridge rabbitmq-definitions` writes.
+pub fn queue_plan(spec: &QueueSpec) -> Vec<QueuePlan> {
+    // Durable queues are quorum queues. Others are classic and, like any queue given an
+    // expiry, vanish once unused that long. None is auto-delete: a consumer that goes away
+    // must leave its unacked messages to the next one.
+    let base = |mut pairs: Vec<(&'static str, AMQPValue)>| {
+        if let Some(e) = spec.expires {
+            pairs.push(("x-expires", AMQPValue::LongLongInt(e.as_millis() as i64)));
+        }
+        if spec.durable {
+            pairs.push(("x-queue-type", text("quorum")));
+        }
+        pairs
+    };
+    let plan = |name: String, arguments| QueuePlan {
+        name,
+        durable: spec.durable,
+        arguments,
+    };
+    let mut out = vec![plan(spec.name.clone(), base(vec![]))];
+    for (tier, delay) in spec.retry_delays.iter().enumerate() {
+        let mut pairs = vec![
+            (
+                "x-message-ttl",
+                AMQPValue::LongLongInt(delay.as_millis() as i64),
+            ),
+            ("x-dead-letter-exchange", text("")),
+            ("x-dead-letter-routing-key", text(&spec.name)),
+        ];
+        if spec.durable {
+            pairs.push(("x-dead-letter-strategy", text("at-least-once")));
+            pairs.push(("x-overflow", text("reject-publish")));
+        }
+        out.push(plan(spec.retry_queue(tier), base(pairs)));
+    }
+    out.push(plan(spec.dead_letter_queue(), base(vec![])));
+    out
+}
+
+/// The topology as a RabbitMQ definitions document's `exchanges`, `queues` and `bindings`
+/// (for `load_definitions`), on virtual host `vhost`.
+pub fn definitions(topology: &Topology, vhost: &str) -> serde_json::Value {
+    use serde_json::{json, Value};
+    let value = |v: &AMQPValue| match v {
+        AMQPValue::LongLongInt(i) => json!(i),
+        AMQPValue::LongString(s) => json!(String::from_utf8_lossy(s.as_bytes())),
+        other => json!(format!("{other:?}")),
+    };
+    let exchanges: Vec<Value> = topology
+        .exchanges
+        .iter()
+        .map(|e| {
+            json!({"name": e.name, "vhost": vhost, "type": "topic", "durable": true,
+                   "auto_delete": false, "internal": false, "arguments": {}})
+        })
+        .collect();
+    let mut queues = Vec::new();
+    let mut bindings = Vec::new();
+    for q in topology.queues {
+        let spec = QueueSpec::from(q);
+        for p in queue_plan(&spec) {
+            let args: serde_json::Map<String, Value> = p
+                .arguments
+                .iter()
+                .map(|(k, v)| (k.to_string(), value(v)))
+                .collect();
+            queues.push(json!({"name": p.name, "vhost": vhost, "durable": p.durable,
+                               "auto_delete": false, "arguments": args}));
+        }
+        for (exchange, pattern) in &spec.bindings {
+            bindings.push(
+                json!({"source": exchange, "vhost": vhost, "destination": spec.name,
+                                 "destination_type": "queue", "routing_key": pattern,
+                                 "arguments": {}}),
+            );
+        }
+    }
+    json!({"exchanges": exchanges, "queues": queues, "bindings": bindings})
+}
+
 async fn declare_queue_on(ch: &Channel, spec: &QueueSpec) -> Result<(), BusError> {
     let err = |what: String| move |e: lapin::Error| BusError::Broker(format!("{what}: {e}"));
     for (exchange, _) in &spec.bindings {
@@ -608,28 +696,21 @@ async fn declare_queue_on(ch: &Channel, spec: &QueueSpec) -> Result<(), BusError
         .await
         .map_err(err(format!("declare exchange {exchange}")))?;
     }
-    // Durable queues are quorum queues. Others are classic and, like any queue given an
-    // expiry, vanish once unused that long. None is auto-delete: a consumer that goes away
-    // must leave its unacked messages to the next one.
-    let expires: Vec<(&str, AMQPValue)> = spec
-        .expires
-        .map(|e| vec![("x-expires", AMQPValue::LongLongInt(e.as_millis() as i64))])
-        .unwrap_or_default();
-    let base = |mut pairs: Vec<(&'static str, AMQPValue)>| {
-        pairs.extend(expires.iter().cloned());
-        if spec.durable {
-            pairs.push(("x-queue-type", text("quorum")));
-        }
-        args(&pairs)
-    };
-    let opts = QueueDeclareOptions {
-        durable: spec.durable,
-        ..Default::default()
-    };
-    let qargs = base(vec![]);
-    ch.queue_declare(&spec.name, opts, qargs)
-        .await
-        .map_err(err(format!("declare queue {}", spec.name)))?;
+    let mut plans = queue_plan(spec).into_iter();
+    async fn declare(ch: &Channel, p: QueuePlan) -> Result<(), BusError> {
+        let opts = QueueDeclareOptions {
+            durable: p.durable,
+            ..Default::default()
+        };
+        ch.queue_declare(&p.name, opts, args(&p.arguments))
+            .await
+            .map(drop)
+            .map_err(|e| BusError::Broker(format!("declare queue {}: {e}", p.name)))
+    }
+    // The consumer queue first, then its bindings, then the retry and dead-letter queues.
+    if let Some(main) = plans.next() {
+        declare(ch, main).await?;
+    }
     for (exchange, pattern) in &spec.bindings {
         ch.queue_bind(
             &spec.name,
@@ -641,28 +722,9 @@ async fn declare_queue_on(ch: &Channel, spec: &QueueSpec) -> Result<(), BusError
         .await
         .map_err(err(format!("bind {} to {exchange} ({pattern})", spec.name)))?;
     }
-    for (tier, delay) in spec.retry_delays.iter().enumerate() {
-        let mut pairs = vec![
-            (
-                "x-message-ttl",
-                AMQPValue::LongLongInt(delay.as_millis() as i64),
-            ),
-            ("x-dead-letter-exchange", text("")),
-            ("x-dead-letter-routing-key", text(&spec.name)),
-        ];
-        if spec.durable {
-            pairs.push(("x-dead-letter-strategy", text("at-least-once")));
-            pairs.push(("x-overflow", text("reject-publish")));
-        }
-        let name = spec.retry_queue(tier);
-        ch.queue_declare(&name, opts, base(pairs))
-            .await
-            .map_err(err(format!("declare queue {name}")))?;
+    for p in plans {
+        declare(ch, p).await?;
     }
-    let dlq = spec.dead_letter_queue();
-    ch.queue_declare(&dlq, opts, base(vec![]))
-        .await
-        .map_err(err(format!("declare queue {dlq}")))?;
     Ok(())
 }
 

@@ -10,7 +10,7 @@ mod worker;
 
 use std::time::Duration;
 
-pub use amqp::{AmqpBus, AmqpOptions};
+pub use amqp::{definitions, queue_plan, AmqpBus, AmqpOptions, QueuePlan};
 pub use embedded::EmbeddedBus;
 pub use message::{ack_all, Delivery, Described, Message, Props};
 

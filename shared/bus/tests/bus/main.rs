@@ -20,6 +20,10 @@ pub async fn amqp() -> Bus {
 /// A bus at `url`; `quorum` false declares the topology as classic queues (cheap for the
 /// broker, for tests that only use queues of their own).
 pub async fn amqp_at(url: &str, quorum: bool) -> Bus {
+    amqp_prefixed(url, quorum, &format!("t{}.", uuid::Uuid::new_v4().simple())).await
+}
+
+pub async fn amqp_prefixed(url: &str, quorum: bool, prefix: &str) -> Bus {
     let opts = AmqpOptions {
         url: url.into(),
         confirm_timeout: Duration::from_secs(2),
@@ -27,7 +31,7 @@ pub async fn amqp_at(url: &str, quorum: bool) -> Bus {
         reconnect_max: Duration::from_secs(1),
         publish_channels: 2,
         connection_name: "bus-tests".into(),
-        queue_prefix: format!("t{}.", uuid::Uuid::new_v4().simple()),
+        queue_prefix: prefix.into(),
         queue_expires: Some(Duration::from_secs(60)),
         quorum_queues: quorum,
         worker_connections: true,
@@ -135,4 +139,76 @@ async fn amqp_publish_to_unreachable_broker_fails_fast() {
         started.elapsed() < Duration::from_secs(1),
         "fails fast instead of hanging"
     );
+}
+
+/// What the services declare is on the broker as the topology says: quorum queues, retry
+/// queues whose TTL dead-letters back to their queue, and a dead-letter queue each. RabbitMQ
+/// accepts a redeclaration only with equivalent arguments, and refuses any other.
+#[tokio::test]
+async fn the_topology_is_on_the_broker_with_its_arguments() {
+    use lapin::options::QueueDeclareOptions;
+    use lapin::types::{AMQPValue, FieldTable, LongString};
+    let prefix = format!("t{}.", uuid::Uuid::new_v4().simple());
+    let bus = amqp_prefixed(AMQP_URL, true, &prefix).await;
+    let conn = lapin::Connection::connect(AMQP_URL, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let table = |pairs: &[(&str, AMQPValue)]| {
+        let mut t = FieldTable::default();
+        for (k, v) in pairs {
+            t.insert((*k).into(), v.clone());
+        }
+        t
+    };
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let mut declared = 0;
+    for q in topology().queues {
+        let mut spec = bridge_bus::QueueSpec::from(q);
+        spec.name = format!("{prefix}{}", spec.name);
+        spec.expires = Some(Duration::from_secs(60));
+        let plan = bridge_bus::queue_plan(&spec);
+        assert_eq!(plan.len(), q.retry_delays.len() + 2);
+        for p in &plan {
+            assert!(
+                p.arguments.iter().any(|(k, v)| *k == "x-queue-type"
+                    && *v == AMQPValue::LongString(LongString::from("quorum"))),
+                "{} is a quorum queue",
+                p.name
+            );
+            let ch = conn.create_channel().await.unwrap();
+            ch.queue_declare(&p.name, durable, table(&p.arguments))
+                .await
+                .unwrap_or_else(|e| panic!("{} differs on the broker: {e}", p.name));
+            declared += 1;
+        }
+        // Anything else is refused: the main queue as a classic queue, a retry tier with
+        // another delay.
+        let ch = conn.create_channel().await.unwrap();
+        let mut classic = plan[0].arguments.clone();
+        classic.retain(|(k, _)| *k != "x-queue-type");
+        classic.push(("x-queue-type", AMQPValue::LongString("classic".into())));
+        let e = ch
+            .queue_declare(&plan[0].name, durable, table(&classic))
+            .await
+            .expect_err("the queue on the broker is a quorum queue");
+        assert!(e.to_string().contains("PRECONDITION_FAILED"), "{e}");
+        let ch = conn.create_channel().await.unwrap();
+        let mut ttl = plan[1].arguments.clone();
+        for (k, v) in ttl.iter_mut() {
+            if *k == "x-message-ttl" {
+                *v = AMQPValue::LongLongInt(1);
+            }
+        }
+        let e = ch
+            .queue_declare(&plan[1].name, durable, table(&ttl))
+            .await
+            .expect_err("the retry queue holds its own delay");
+        assert!(e.to_string().contains("PRECONDITION_FAILED"), "{e}");
+    }
+    assert!(declared >= 4 * 6);
+    let _ = conn.close(200, "done").await;
+    bus.close().await;
 }
