@@ -166,6 +166,11 @@ async fn process(
     if !app.enabled {
         return Err(IngressError::AppDisabled);
     }
+    if kind == Kind::Callback {
+        if let Some(card) = envelope::legacy_card(&body) {
+            return legacy_card(state, app_id, &app, req, body, card).await;
+        }
+    }
     let cipher = app
         .encrypt_key
         .as_ref()
@@ -220,6 +225,57 @@ async fn process(
         return Err(IngressError::AppMismatch(other.to_string()));
     }
     publish_once(state, app_id, &env, plaintext, kind, Delivery::Webhook).await
+}
+
+/// A legacy message-card callback: signed with SHA-1 over the Verification Token (always,
+/// whether or not the app has an Encrypt Key; it is never encrypted), and carrying no event
+/// id. Its id is derived from the body, which Feishu's retry repeats byte for byte and which
+/// differs between two clicks (each has its own card-update token).
+async fn legacy_card(
+    state: &State,
+    app_id: &str,
+    app: &AppBinding,
+    req: &HttpRequest,
+    body: Bytes,
+    card: envelope::LegacyCard,
+) -> Result<Answer, IngressError> {
+    let (Some(sig), Some(ts), Some(nonce)) = (
+        header(req, "x-lark-signature"),
+        header(req, "x-lark-request-timestamp"),
+        header(req, "x-lark-request-nonce"),
+    ) else {
+        return Err(IngressError::MissingSignature);
+    };
+    if !bridge_feishu::crypto::verify_legacy_card_signature(
+        app.verification_token.expose_secret(),
+        ts,
+        nonce,
+        &body,
+        sig,
+    ) {
+        return Err(IngressError::BadSignature);
+    }
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(&body);
+    let env = Envelope {
+        schema: bridge_feishu::envelope::Schema::V1,
+        event_id: format!("card-v1-{}", hex::encode(&digest[..16])),
+        event_type: envelope::LEGACY_CARD_EVENT_TYPE.to_string(),
+        app_id: Some(app_id.to_string()),
+        tenant_key: card.tenant_key,
+        create_time: String::new(),
+        token: None,
+    };
+    tracing::debug!(app_id, open_message_id = %card.open_message_id, "legacy card callback");
+    publish_once(
+        state,
+        app_id,
+        &env,
+        body.to_vec(),
+        Kind::Callback,
+        Delivery::Webhook,
+    )
+    .await
 }
 
 /// Publishes `env` unless this instance already did (or is doing so), shared by the webhook

@@ -111,6 +111,47 @@ impl EventCipher {
     }
 }
 
+/// The signature of a legacy message-card callback (`card.action.trigger_v1`, events.md
+/// §2.4): lowercase hex SHA-1 of timestamp + nonce + Verification Token + the raw body.
+pub fn legacy_card_signature(
+    verification_token: &str,
+    timestamp: &str,
+    nonce: &str,
+    raw_body: &[u8],
+) -> String {
+    hex::encode(legacy_card_digest(
+        verification_token,
+        timestamp,
+        nonce,
+        raw_body,
+    ))
+}
+
+fn legacy_card_digest(token: &str, timestamp: &str, nonce: &str, raw_body: &[u8]) -> [u8; 20] {
+    use sha1::Digest as _;
+    let mut h = sha1::Sha1::new();
+    h.update(timestamp.as_bytes());
+    h.update(nonce.as_bytes());
+    h.update(token.as_bytes());
+    h.update(raw_body);
+    h.finalize().into()
+}
+
+/// Checks a legacy card callback's `X-Lark-Signature` in constant time (hex, any case).
+pub fn verify_legacy_card_signature(
+    verification_token: &str,
+    timestamp: &str,
+    nonce: &str,
+    raw_body: &[u8],
+    signature_hex: &str,
+) -> bool {
+    let Ok(given) = hex::decode(signature_hex.trim()) else {
+        return false;
+    };
+    let expected = legacy_card_digest(verification_token, timestamp, nonce, raw_body);
+    given.len() == expected.len() && bool::from(given.ct_eq(&expected))
+}
+
 /// Compares two secrets (Verification Tokens) in constant time.
 pub fn secret_eq(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
@@ -169,6 +210,53 @@ mod tests {
         assert!(!c.verify_signature("1700000001", "nonce-1", body, want));
         assert!(!c.verify_signature("1700000000", "nonce-1", body, "not hex"));
         assert!(!c.verify_signature("1700000000", "nonce-1", body, &want[..62]));
+    }
+
+    // events.md §10.6: derived legacy card (SHA-1) signature vector.
+    #[test]
+    fn legacy_card_signature_vector() {
+        let body = br#"{"encrypt":"P37w+VZImNgPEO1RBhJ6RtKl7n6zymIbEG1pReEzghk="}"#;
+        let want = "d5e3cd2cd7ec20d65e1eea1bfe56da70536be9de";
+        let token = "verification-token";
+        assert_eq!(
+            legacy_card_signature(token, "1700000000", "nonce-1", body),
+            want
+        );
+        assert!(verify_legacy_card_signature(
+            token,
+            "1700000000",
+            "nonce-1",
+            body,
+            want
+        ));
+        assert!(verify_legacy_card_signature(
+            token,
+            "1700000000",
+            "nonce-1",
+            body,
+            &want.to_uppercase()
+        ));
+        assert!(!verify_legacy_card_signature(
+            "other",
+            "1700000000",
+            "nonce-1",
+            body,
+            want
+        ));
+        assert!(!verify_legacy_card_signature(
+            token,
+            "1700000000",
+            "nonce-1",
+            &body[1..],
+            want
+        ));
+        assert!(!verify_legacy_card_signature(
+            token,
+            "1700000000",
+            "nonce-1",
+            body,
+            &want[..38]
+        ));
     }
 
     #[test]

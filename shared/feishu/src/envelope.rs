@@ -157,6 +157,41 @@ pub fn parse(body: &[u8]) -> Result<Inbound, EnvelopeError> {
     Err(EnvelopeError::Unrecognised)
 }
 
+/// A legacy message-card callback (`card.action.trigger_v1`, events.md §6.1): a flat,
+/// never encrypted body with `open_message_id` and `action`, signed with SHA-1 over the
+/// Verification Token; its top-level `token` is the card-update token, not the
+/// Verification Token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegacyCard {
+    pub tenant_key: String,
+    pub open_message_id: String,
+}
+
+/// The event type a legacy card callback is published under.
+pub const LEGACY_CARD_EVENT_TYPE: &str = "card.action.trigger_v1";
+
+/// `Some` when `body` is a legacy card callback.
+pub fn legacy_card(body: &[u8]) -> Option<LegacyCard> {
+    #[derive(Deserialize)]
+    struct Flat {
+        schema: Option<serde::de::IgnoredAny>,
+        encrypt: Option<serde::de::IgnoredAny>,
+        #[serde(rename = "type")]
+        kind: Option<String>,
+        open_message_id: Option<String>,
+        action: Option<serde::de::IgnoredAny>,
+        tenant_key: Option<String>,
+    }
+    let f: Flat = serde_json::from_slice(body).ok()?;
+    if f.schema.is_some() || f.encrypt.is_some() || f.kind.is_some() || f.action.is_none() {
+        return None;
+    }
+    Some(LegacyCard {
+        open_message_id: f.open_message_id.filter(|m| !m.is_empty())?,
+        tenant_key: f.tenant_key.unwrap_or_default(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,6 +208,33 @@ mod tests {
         assert_eq!(e.app_id.as_deref(), Some("cli_a"));
         assert_eq!(e.token.as_deref(), Some("t"));
         assert_eq!(e.create_time_ms(), 1608725989000);
+    }
+
+    #[test]
+    fn legacy_card_callbacks_are_told_apart() {
+        let flat = br#"{"open_id":"ou_1","user_id":"u1","open_message_id":"om_1","tenant_key":"tk","token":"c-123","action":{"value":{"k":"v"},"tag":"button"}}"#;
+        assert_eq!(
+            legacy_card(flat),
+            Some(LegacyCard {
+                tenant_key: "tk".into(),
+                open_message_id: "om_1".into()
+            })
+        );
+        for other in [
+            &br#"{"schema":"2.0","header":{},"event":{"action":{}},"open_message_id":"om_1"}"#[..],
+            br#"{"encrypt":"abc"}"#,
+            br#"{"challenge":"c","token":"t","type":"url_verification"}"#,
+            br#"{"open_message_id":"om_1"}"#,
+            br#"{"action":{},"open_message_id":""}"#,
+            b"not json",
+        ] {
+            assert_eq!(
+                legacy_card(other),
+                None,
+                "{}",
+                String::from_utf8_lossy(other)
+            );
+        }
     }
 
     #[test]

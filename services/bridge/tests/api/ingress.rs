@@ -294,6 +294,7 @@ async fn every_bad_input_is_refused_and_publishes_nothing() {
         .post("/feishu/cli_ffffffffffffffff/events", &app.request(&good))
         .await;
     assert_eq!(r.status(), 404);
+    assert_eq!(json(r).await["code"], 40400);
     let r = bridge
         .post_event(
             &disabled,
@@ -359,5 +360,163 @@ async fn health_readiness_and_metrics() {
         },
     )
     .await;
+    bridge.stop().await;
+}
+
+/// events.md §10.2 and §10.3: the Node SDK's own url_verification vectors, through the
+/// ingress. The plain one carries no token: Feishu always sends it (events.md §2.6), and like
+/// the Go, Java and Python SDKs the ingress answers only a challenge with the app's token.
+#[tokio::test]
+async fn the_sdks_challenge_vectors() {
+    let node = TestApp {
+        encrypt_key: Some("mazhe.nerd".into()),
+        verification_token: "iRdCP2WwXNBXRM3mGLqhrgch3cn0gbT6".into(),
+        ..TestApp::new(true)
+    };
+    let plain = TestApp::new(false);
+    let bridge = Bridge::start(BridgeOptions {
+        apps: vec![node.provision(true), plain.provision(true)],
+        ..Default::default()
+    })
+    .await;
+    let unsigned = |body: &str| FeishuRequest {
+        body: body.as_bytes().to_vec(),
+        headers: vec![],
+    };
+    let encrypted = r#"{"encrypt":"tT1xP+ovuc0T3b/rnZX3ax76exqAn0ANQ6/U45GcciC0mgNBc8JtvqOJGNAPMKpgRs2dVU1NYk9VDeqS8T4SYtU0hzNU54aS84WnxvZ3VFfDcy/RyABlNqlUiGyLDzFI0yxdCMT4KR/YEQXlt6nZi50KwRlZ+A75r645KesZuLMljezYyY8VeeXEVjPw35+e"}"#;
+    let r = bridge
+        .post(
+            &format!("/feishu/{}/events", node.app_id),
+            &unsigned(encrypted),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        json(r).await,
+        serde_json::json!({"challenge": "5634b122-c042-4634-bc7f-b07a3c3e77ad"})
+    );
+
+    let path = format!("/feishu/{}/events", plain.app_id);
+    for (name, body, status, code) in [
+        (
+            "challenge without a token",
+            r#"{"challenge":"ajls384kdjx98XX","type":"url_verification"}"#,
+            401,
+            40102,
+        ),
+        ("not a challenge", "{}", 400, 40000),
+        (
+            "encrypted, but the app has no Encrypt Key",
+            r#"{"encrypt":"encrypt"}"#,
+            400,
+            40002,
+        ),
+    ] {
+        let r = bridge.post(&path, &unsigned(body)).await;
+        assert_eq!(r.status().as_u16(), status, "{name}");
+        assert_eq!(json(r).await["code"], code, "{name}");
+    }
+    bridge.stop().await;
+}
+
+/// `/callbacks` is verified as `/events` is: every refusal has its status and code, and
+/// nothing is published.
+#[tokio::test]
+async fn bad_callbacks_are_refused_and_publish_nothing() {
+    let app = TestApp::new(true);
+    let bridge = start(&[&app]).await;
+    let mut q = EventQueue::bind(&app.app_id).await;
+    let path = format!("/feishu/{}/callbacks", app.app_id);
+    let good = app.event_json("cb-bad", "card.action.trigger");
+    let mut wrong_sig = app.request(&good);
+    wrong_sig.headers[2].1 = "11".repeat(32);
+    let mut unsigned = app.request(&good);
+    unsigned.headers.clear();
+    let wrong_token = app.request(&good.replace(&app.verification_token, "vt-wrong"));
+    let big = app.request(&app.event_json(&"x".repeat(70 * 1024), "card.action.trigger"));
+    for (name, req, status, code) in [
+        ("wrong signature", wrong_sig, 401, 40101),
+        ("missing signature", unsigned, 401, 40100),
+        ("wrong token", wrong_token, 401, 40102),
+        ("oversized", big, 413, 41300),
+    ] {
+        let r = bridge.post(&path, &req).await;
+        assert_eq!(r.status().as_u16(), status, "{name}");
+        assert_eq!(json(r).await["code"], code, "{name}");
+    }
+    let r = bridge
+        .post(
+            "/feishu/cli_ffffffffffffffff/callbacks",
+            &app.request(&good),
+        )
+        .await;
+    assert_eq!(r.status(), 404);
+    let body = json(r).await;
+    assert_eq!(body["code"], 40400, "{body}");
+    assert!(body["msg"].as_str().is_some_and(|m| !m.is_empty()));
+    let r = bridge.http.put(bridge.url(&path)).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(json(r).await["code"], 40500);
+    q.assert_nothing_else(&bridge, &app).await;
+    bridge.stop().await;
+}
+
+/// A legacy message-card callback (`card.action.trigger_v1`): flat, never encrypted, signed
+/// with SHA-1 over the Verification Token, with no event id; Feishu's retry of it is the
+/// same body, published once.
+#[tokio::test]
+async fn a_legacy_card_callback_is_verified_and_published_once() {
+    let app = TestApp::new(true);
+    let bridge = start(&[&app]).await;
+    let mut q = EventQueue::bind(&app.app_id).await;
+    let path = format!("/feishu/{}/callbacks", app.app_id);
+    let body = r#"{"open_id":"ou_1","user_id":"u1","open_message_id":"om_1","tenant_key":"tenant-1","token":"c-card-update-token","action":{"value":{"k":"v"},"tag":"button"}}"#;
+    let signed = |body: &str, nonce: &str| FeishuRequest {
+        body: body.as_bytes().to_vec(),
+        headers: vec![
+            ("X-Lark-Request-Timestamp".into(), "1700000000".into()),
+            ("X-Lark-Request-Nonce".into(), nonce.into()),
+            (
+                "X-Lark-Signature".into(),
+                bridge_feishu::crypto::legacy_card_signature(
+                    &app.verification_token,
+                    "1700000000",
+                    nonce,
+                    body.as_bytes(),
+                ),
+            ),
+        ],
+    };
+    let r = bridge.post(&path, &signed(body, "n1")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(json(r).await, serde_json::json!({}));
+    let got = q.next().await;
+    assert_eq!(
+        got.routing_key,
+        format!("{}.card.action.trigger_v1", app.app_id)
+    );
+    assert!(got.event.is_callback);
+    assert!(got.event.event_id.starts_with("card-v1-"));
+    assert_eq!(got.event.tenant_key, "tenant-1");
+    assert_eq!(got.event.payload, body.as_bytes());
+    // Feishu's retry: the same body under a new nonce.
+    assert_eq!(bridge.post(&path, &signed(body, "n2")).await.status(), 200);
+    // Signed with the wrong token, or not signed: refused.
+    let mut forged = signed(body, "n3");
+    forged.headers[2].1 = bridge_feishu::crypto::legacy_card_signature(
+        "vt-wrong",
+        "1700000000",
+        "n3",
+        body.as_bytes(),
+    );
+    let r = bridge.post(&path, &forged).await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(json(r).await["code"], 40101);
+    let mut unsigned = signed(body, "n4");
+    unsigned.headers.clear();
+    let r = bridge.post(&path, &unsigned).await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(json(r).await["code"], 40100);
+    q.assert_nothing_else(&bridge, &app).await;
     bridge.stop().await;
 }

@@ -55,3 +55,41 @@ async fn broker_down_means_503_then_the_retry_is_published_once() {
     q.assert_nothing_else(&bridge, &app).await;
     bridge.stop().await;
 }
+
+/// `/readyz` is ready only while the database answers too: it says which check failed, and
+/// turns ready again once the database is back.
+#[tokio::test]
+async fn database_down_means_not_ready_until_it_is_back() {
+    let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let app = TestApp::new(true);
+    let url = crate::helpers::fresh_database()
+        .await
+        .replace("127.0.0.1:5432", &proxy.addr.to_string());
+    let settings = crate::helpers::settings(
+        BridgeOptions {
+            apps: vec![app.provision(true)],
+            ..Default::default()
+        },
+        url,
+    );
+    let bridge = Bridge::start_with(settings, feishu_bridge::Role::Ingress).await;
+    bridge.wait_ready(200, Duration::from_secs(10)).await;
+
+    proxy.cut();
+    bridge.wait_ready(503, Duration::from_secs(20)).await;
+    let body: serde_json::Value = bridge
+        .http
+        .get(bridge.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(body["checks"]["database"]["status"], "ok", "{body}");
+    assert_eq!(body["checks"]["broker"]["status"], "ok", "{body}");
+
+    proxy.restore();
+    bridge.wait_ready(200, Duration::from_secs(30)).await;
+    bridge.stop().await;
+}
