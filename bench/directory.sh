@@ -49,7 +49,7 @@ encrypt_key = "demo-encrypt-key-0123456789abcdef"
 verification_token = "v3rIfIcAtIoNtOkEnDeMo0123456789ab"
 TOML
 BRIDGE__DATABASE__URL="$PG/$DB" BRIDGE__DATABASE__MAX_CONNECTIONS=$((CONNS + 2)) BRIDGE__BROKER__URL="$AMQP" \
-BRIDGE__BROKER__QUEUE_PREFIX="$PREFIX" BRIDGE__BROKER__QUEUE_EXPIRES=2m BRIDGE__API__TOKENS="$TOKEN" \
+BRIDGE__BROKER__QUEUE_PREFIX="$PREFIX" BRIDGE__BROKER__QUEUE_EXPIRES=15m BRIDGE__API__TOKENS="$TOKEN" \
 BRIDGE__SECURITY__MASTER_KEY="$(head -c32 /dev/urandom | base64)" \
   "$BIN" --config "$OUT/directory.toml" directory-sync > "$OUT/directory.log" 2>&1 &
 BRIDGE_PID=$!

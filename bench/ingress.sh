@@ -16,8 +16,9 @@ APP_ID=cli_$(head -c8 /dev/urandom | od -An -tx1 | tr -d ' \n')
 EK=bench-encrypt-key-$RANDOM
 VT=bench-verification-token-$RANDOM
 OUT=${OUT:-target/bench}
-# Queues of this run's own (quorum, like production), gone two minutes after it: the events
-# published here must not pile up in another deployment's queues on the same broker.
+# Queues of this run's own (quorum, like production), deleted on exit and expiring 15 minutes
+# after a killed run: the events published here must not pile up in another deployment's
+# queues on the same broker.
 PREFIX="ingressbench$$."
 QUEUE="${PREFIX}directory-sync.contact-events"
 mkdir -p "$OUT"
@@ -52,7 +53,7 @@ verification_token = "$VT"
 team_name = "bench"
 TOML
 
-BRIDGE__BROKER__QUEUE_PREFIX="$PREFIX" BRIDGE__BROKER__QUEUE_EXPIRES=2m \
+BRIDGE__BROKER__QUEUE_PREFIX="$PREFIX" BRIDGE__BROKER__QUEUE_EXPIRES=15m \
 BRIDGE__BROKER__PUBLISH_CHANNELS=${CHANNELS:-4} BRIDGE__DATABASE__URL="$PG/$DB" BRIDGE__BROKER__URL="$AMQP" \
 BRIDGE__SECURITY__MASTER_KEY="$(head -c32 /dev/urandom | base64)" \
   "$BIN" --config "$OUT/bridge.toml" ingress > "$OUT/bridge.log" 2>&1 &
@@ -73,20 +74,31 @@ echo "events: $EVENTS per run, concurrency $CONC"
 "$LOAD" purge --amqp "$AMQP" --queue "$QUEUE"
 
 # Rounds of the ceiling and the ingress in turn: the broker's pace drifts over a minute (its
-# write-ahead log, compaction), so each ratio compares runs seconds apart, and the report
-# takes the round with the median ratio.
-ROUNDS=${ROUNDS:-3}
+# write-ahead log, compaction), so each ratio compares runs seconds apart, the order within a
+# round alternates (the run after a purge pays for some of the broker's background work), and
+# the report takes the round with the median ratio.
+ROUNDS=${ROUNDS:-5}
 : > "$OUT/rounds.jsonl"
-for r in $(seq "$ROUNDS"); do
-  B0=$(cpu_secs "$BEAM")
+run_ceiling() {
+  local b0 b1
+  b0=$(cpu_secs "$BEAM")
   CEIL=$("$LOAD" ceiling --amqp "$AMQP" --app-id "$APP_ID" --messages "$EVENTS" --concurrency "$CONC" --channels "${CHANNELS:-4}")
-  B1=$(cpu_secs "$BEAM"); I0=$(cpu_secs "$BRIDGE_PID")
+  b1=$(cpu_secs "$BEAM")
+  MQ_CEIL=$(python3 -c "print($b1 - $b0)")
   "$LOAD" purge --amqp "$AMQP" --queue "$QUEUE"
+}
+run_ingress() {
+  local b0 b1 i0 i1
+  b0=$(cpu_secs "$BEAM"); i0=$(cpu_secs "$BRIDGE_PID")
   ING=$("$LOAD" webhook --url "http://127.0.0.1:$PORT/feishu/$APP_ID/events" --app-id "$APP_ID" \
     --encrypt-key "$EK" --token "$VT" --events "$EVENTS" --concurrency "$CONC" --label ingress)
-  B2=$(cpu_secs "$BEAM"); I1=$(cpu_secs "$BRIDGE_PID")
+  b1=$(cpu_secs "$BEAM"); i1=$(cpu_secs "$BRIDGE_PID")
+  MQ_ING=$(python3 -c "print($b1 - $b0)"); ING_CPU=$(python3 -c "print($i1 - $i0)")
   "$LOAD" purge --amqp "$AMQP" --queue "$QUEUE"
-  echo "{\"round\": $r, \"ceiling\": $CEIL, \"ingress\": $ING, \"mq_ceiling\": $(python3 -c "print($B1 - $B0)"), \"mq_ingress\": $(python3 -c "print($B2 - $B1)"), \"ingress_cpu\": $(python3 -c "print($I1 - $I0)")}" >> "$OUT/rounds.jsonl"
+}
+for r in $(seq "$ROUNDS"); do
+  if [ $((r % 2)) -eq 1 ]; then run_ceiling; run_ingress; else run_ingress; run_ceiling; fi
+  echo "{\"round\": $r, \"ceiling\": $CEIL, \"ingress\": $ING, \"mq_ceiling\": $MQ_CEIL, \"mq_ingress\": $MQ_ING, \"ingress_cpu\": $ING_CPU}" >> "$OUT/rounds.jsonl"
 done
 RSS=$(peak_rss "$BRIDGE_PID")
 read -r CEIL ING < <(python3 - "$OUT/rounds.jsonl" "$EVENTS" <<'PY'

@@ -61,7 +61,7 @@ team_name = "bench"
 delivery = "both"
 TOML
 
-BRIDGE__BROKER__QUEUE_PREFIX="$PREFIX" BRIDGE__BROKER__QUEUE_EXPIRES=2m \
+BRIDGE__BROKER__QUEUE_PREFIX="$PREFIX" BRIDGE__BROKER__QUEUE_EXPIRES=15m \
 BRIDGE__BROKER__PUBLISH_CHANNELS=${CHANNELS:-4} BRIDGE__DATABASE__URL="$PG/$DB" BRIDGE__BROKER__URL="$AMQP" \
 BRIDGE__SECURITY__MASTER_KEY="$(head -c32 /dev/urandom | base64)" \
   "$BIN" --config "$OUT/longconn-bridge.toml" ingress > "$OUT/longconn-bridge.log" 2>&1 &

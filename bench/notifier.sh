@@ -47,7 +47,7 @@ encrypt_key = "demo-encrypt-key-0123456789abcdef"
 verification_token = "v3rIfIcAtIoNtOkEnDeMo0123456789ab"
 TOML
 BRIDGE__DATABASE__URL="$PG/$DB" BRIDGE__BROKER__URL="$AMQP" \
-BRIDGE__BROKER__QUEUE_PREFIX="$PREFIX" BRIDGE__BROKER__QUEUE_EXPIRES=2m \
+BRIDGE__BROKER__QUEUE_PREFIX="$PREFIX" BRIDGE__BROKER__QUEUE_EXPIRES=15m \
 BRIDGE__SECURITY__MASTER_KEY="$(head -c32 /dev/urandom | base64)" \
   "$BIN" --config "$OUT/notifier.toml" notifier > "$OUT/notifier.log" 2>&1 &
 BRIDGE_PID=$!
