@@ -93,19 +93,21 @@ async fn all_mode_runs_on_defaults_stops_cleanly_and_never_logs_secrets() {
     let http = reqwest::Client::new();
     let url = format!("http://{addr}/feishu/{}/events", app.app_id);
 
-    // An accepted event (into the embedded bus), a refused token, a challenge.
-    for body in [
-        app.event_json("p-1", "contact.user.created_v3"),
-        app.event_json("p-2", "contact.user.created_v3")
-            .replace(&app.verification_token, "wrong"),
+    // An accepted event (into the embedded bus) and a refused token.
+    for (body, want) in [
+        (app.event_json("p-1", "contact.user.created_v3"), 200),
+        (
+            app.event_json("p-2", "contact.user.created_v3")
+                .replace(&app.verification_token, "wrong"),
+            401,
+        ),
     ] {
         let req = app.request(&body);
         let mut r = http.post(&url).body(req.body.clone());
         for (k, v) in &req.headers {
             r = r.header(k, v);
         }
-        let status = r.send().await.unwrap().status().as_u16();
-        assert!(status == 200 || status == 401, "{status}");
+        assert_eq!(r.send().await.unwrap().status().as_u16(), want);
     }
     let ready = http
         .get(format!("http://{addr}/readyz"))
@@ -212,5 +214,110 @@ async fn startup_errors_are_clear() {
     assert!(
         out.contains("security.master_key must be 32 bytes"),
         "{out}"
+    );
+}
+
+/// A stand-in OTLP collector: answers the HTTP/2 handshake (its SETTINGS, and an ACK of the
+/// client's) and keeps every byte the exporter sends. The export request itself is never
+/// answered; the protobuf of the spans travels uncompressed, so their names can be found in
+/// the bytes.
+async fn fake_collector() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let keep = keep.clone();
+            tokio::spawn(async move {
+                // SETTINGS (empty), then SETTINGS with ACK.
+                let _ = sock.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await;
+                let _ = sock.write_all(&[0, 0, 0, 4, 1, 0, 0, 0, 0]).await;
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n) = sock.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    keep.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+fn contains(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+/// With `telemetry.otlp_endpoint` set, request spans are exported over OTLP, and a SIGTERM
+/// flushes what is buffered: the periodic export is put an hour away, so the spans can only
+/// arrive through the shutdown. (Two runtime threads: the collector keeps reading while the
+/// test blocks waiting for the process to exit.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_are_exported_over_otlp_and_flushed_on_sigterm() {
+    let (collector, seen) = fake_collector().await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::new(true);
+    let config = dir.path().join("bridge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\n[database]\ndata_dir = \"{}\"\n[telemetry]\notlp_endpoint = \"http://{collector}\"\n[[apps]]\napp_id = \"{}\"\napp_secret = \"{}\"\nencrypt_key = \"{}\"\nverification_token = \"{}\"\nteam_name = \"Demo\"\n",
+            dir.path().join("data").display(),
+            app.app_id,
+            app.app_secret,
+            app.encrypt_key.as_deref().unwrap(),
+            app.verification_token
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["--config", config.to_str().unwrap(), "all"])
+        .env("OTEL_BSP_SCHEDULE_DELAY", "3600000")
+        .env("OTEL_EXPORTER_OTLP_TIMEOUT", "1000")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rx = lines(&mut child);
+    let mut log = Vec::new();
+    let line = wait_for_line(&rx, &mut log, "http listening");
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let addr = v["addr"].as_str().unwrap().to_string();
+    let req = app.request(&app.event_json("otlp-1", "contact.user.created_v3"));
+    let mut r = reqwest::Client::new()
+        .post(format!("http://{addr}/feishu/{}/events", app.app_id))
+        .body(req.body.clone());
+    for (k, v) in &req.headers {
+        r = r.header(k, v);
+    }
+    assert_eq!(r.send().await.unwrap().status(), 200);
+    assert!(
+        !contains(&seen.lock().unwrap(), "feishu_webhook"),
+        "nothing is exported before the flush"
+    );
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = wait_exit(&mut child);
+    assert!(status.success(), "clean exit on SIGTERM: {status}");
+    while let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
+        log.push(l);
+    }
+    let bytes = seen.lock().unwrap().clone();
+    assert!(
+        contains(&bytes, "feishu_webhook"),
+        "the request's span reached the collector ({} bytes); log: {log:#?}",
+        bytes.len()
+    );
+    assert!(
+        contains(&bytes, "feishu-bridge-all"),
+        "with the service name"
     );
 }
