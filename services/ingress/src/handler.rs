@@ -86,8 +86,11 @@ async fn handle(
         Ok(Answer::Duplicate) => "duplicate",
         Err(e) => e.label(),
     };
-    metrics::counter!("ingress_requests_total", "kind" => kind.as_str(), "outcome" => outcome)
-        .increment(1);
+    bridge_runtime::meter::count(
+        "ingress_requests_total",
+        &[("kind", kind.as_str()), ("outcome", outcome)],
+        1,
+    );
     match result {
         Ok(Answer::Challenge(c)) => Ok(HttpResponse::Ok().json(json!({ "challenge": c }))),
         Ok(Answer::Published | Answer::Duplicate) => Ok(HttpResponse::Ok()

@@ -75,6 +75,12 @@ struct Inner {
     worker_publishes: AtomicU64,
 }
 
+thread_local! {
+    /// Looked up once per worker thread (an HTTP worker starts after the process installed
+    /// its metrics recorder), not in the recorder's registry on every publish.
+    static WORKER_PUBLISHES: metrics::Counter = metrics::counter!("bus_worker_publishes_total");
+}
+
 /// A thread's worker connection to one bus.
 struct WorkerSlot {
     bus: Weak<Inner>,
@@ -200,7 +206,7 @@ impl AmqpBus {
         }
         match self.worker_conn() {
             Some(conn) => {
-                metrics::counter!("bus_worker_publishes_total").increment(1);
+                WORKER_PUBLISHES.with(|c| c.increment(1));
                 self.inner.worker_publishes.fetch_add(1, Ordering::Relaxed);
                 conn.publish(msg, self.inner.opts.confirm_timeout).await
             }

@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod health;
+pub mod meter;
 pub mod server;
 pub mod settings;
 pub mod shutdown;

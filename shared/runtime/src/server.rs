@@ -128,9 +128,12 @@ impl HttpServer {
                             ("method", method),
                             ("status", status_label(status)),
                         ];
-                        metrics::counter!("http_requests_total", &labels).increment(1);
-                        metrics::histogram!("http_request_duration_seconds", &labels[..2])
-                            .record(started.elapsed().as_secs_f64());
+                        crate::meter::count("http_requests_total", &labels, 1);
+                        crate::meter::record(
+                            "http_request_duration_seconds",
+                            &labels[..2],
+                            started.elapsed().as_secs_f64(),
+                        );
                         res
                     }
                 })
