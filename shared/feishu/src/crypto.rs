@@ -103,11 +103,10 @@ impl EventCipher {
         raw_body: &[u8],
         signature_hex: &str,
     ) -> bool {
-        let Ok(given) = hex::decode(signature_hex.trim()) else {
-            return false;
-        };
-        let expected = self.signature_digest(timestamp, nonce, raw_body);
-        given.len() == expected.len() && bool::from(given.ct_eq(&expected))
+        hex_matches(
+            signature_hex,
+            &self.signature_digest(timestamp, nonce, raw_body),
+        )
     }
 }
 
@@ -145,11 +144,18 @@ pub fn verify_legacy_card_signature(
     raw_body: &[u8],
     signature_hex: &str,
 ) -> bool {
-    let Ok(given) = hex::decode(signature_hex.trim()) else {
+    hex_matches(
+        signature_hex,
+        &legacy_card_digest(verification_token, timestamp, nonce, raw_body),
+    )
+}
+
+/// Whether the hex `signature` (any case) is `expected`, compared in constant time.
+fn hex_matches(signature: &str, expected: &[u8]) -> bool {
+    let Ok(given) = hex::decode(signature.trim()) else {
         return false;
     };
-    let expected = legacy_card_digest(verification_token, timestamp, nonce, raw_body);
-    given.len() == expected.len() && bool::from(given.ct_eq(&expected))
+    given.len() == expected.len() && bool::from(given.ct_eq(expected))
 }
 
 /// Compares two secrets (Verification Tokens) in constant time.

@@ -247,6 +247,18 @@ impl Bridge {
         .await
     }
 
+    /// The `/readyz` body.
+    pub async fn readyz(&self) -> serde_json::Value {
+        self.http
+            .get(self.url("/readyz"))
+            .send()
+            .await
+            .expect("readyz answered")
+            .json()
+            .await
+            .expect("readyz JSON")
+    }
+
     /// Waits until `/readyz` answers `want` (200 or 503), failing after `within`.
     pub async fn wait_ready(&self, want: u16, within: Duration) {
         let deadline = tokio::time::Instant::now() + within;

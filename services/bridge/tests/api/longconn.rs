@@ -134,15 +134,7 @@ impl Lc {
 }
 
 async fn readyz(bridge: &Bridge) -> Value {
-    bridge
-        .http
-        .get(bridge.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    bridge.readyz().await
 }
 
 fn app_state(ready: &Value, app_id: &str) -> Value {

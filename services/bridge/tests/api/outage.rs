@@ -77,15 +77,7 @@ async fn database_down_means_not_ready_until_it_is_back() {
 
     proxy.cut();
     bridge.wait_ready(503, Duration::from_secs(20)).await;
-    let body: serde_json::Value = bridge
-        .http
-        .get(bridge.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = bridge.readyz().await;
     assert_ne!(body["checks"]["database"]["status"], "ok", "{body}");
     assert_eq!(body["checks"]["broker"]["status"], "ok", "{body}");
 

@@ -61,16 +61,21 @@ fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
     }
 }
 
-#[tokio::test]
-async fn all_mode_runs_on_defaults_stops_cleanly_and_never_logs_secrets() {
-    let dir = tempfile::tempdir().unwrap();
-    let app = TestApp::new(true);
-    let config = dir.path().join("bridge.toml");
+/// `feishu-bridge all` as a child, on a settings file in `dir` binding `app` (plus `extra`
+/// TOML) and with `env`; returns it with its output lines, the lines read so far and the
+/// address it listens on.
+fn spawn_all(
+    dir: &std::path::Path,
+    app: &TestApp,
+    extra: &str,
+    env: &[(&str, &str)],
+) -> (Child, mpsc::Receiver<String>, Vec<String>, String) {
+    let config = dir.join("bridge.toml");
     std::fs::write(
         &config,
         format!(
-            "[http]\nlisten = \"127.0.0.1:0\"\n[database]\ndata_dir = \"{}\"\n[[apps]]\napp_id = \"{}\"\napp_secret = \"{}\"\nencrypt_key = \"{}\"\nverification_token = \"{}\"\nteam_name = \"Demo\"\n",
-            dir.path().join("data").display(),
+            "[http]\nlisten = \"127.0.0.1:0\"\n[database]\ndata_dir = \"{}\"\n{extra}\n[[apps]]\napp_id = \"{}\"\napp_secret = \"{}\"\nencrypt_key = \"{}\"\nverification_token = \"{}\"\nteam_name = \"Demo\"\n",
+            dir.join("data").display(),
             app.app_id,
             app.app_secret,
             app.encrypt_key.as_deref().unwrap(),
@@ -80,7 +85,7 @@ async fn all_mode_runs_on_defaults_stops_cleanly_and_never_logs_secrets() {
     .unwrap();
     let mut child = Command::new(BIN)
         .args(["--config", config.to_str().unwrap(), "all"])
-        .env("BRIDGE__TELEMETRY__LOG_LEVEL", "debug")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -90,6 +95,19 @@ async fn all_mode_runs_on_defaults_stops_cleanly_and_never_logs_secrets() {
     let line = wait_for_line(&rx, &mut log, "http listening");
     let v: serde_json::Value = serde_json::from_str(&line).unwrap();
     let addr = v["addr"].as_str().unwrap().to_string();
+    (child, rx, log, addr)
+}
+
+#[tokio::test]
+async fn all_mode_runs_on_defaults_stops_cleanly_and_never_logs_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::new(true);
+    let (mut child, rx, mut log, addr) = spawn_all(
+        dir.path(),
+        &app,
+        "",
+        &[("BRIDGE__TELEMETRY__LOG_LEVEL", "debug")],
+    );
     let http = reqwest::Client::new();
     let url = format!("http://{addr}/feishu/{}/events", app.app_id);
 
@@ -263,32 +281,15 @@ async fn spans_are_exported_over_otlp_and_flushed_on_sigterm() {
     let (collector, seen) = fake_collector().await;
     let dir = tempfile::tempdir().unwrap();
     let app = TestApp::new(true);
-    let config = dir.path().join("bridge.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[http]\nlisten = \"127.0.0.1:0\"\n[database]\ndata_dir = \"{}\"\n[telemetry]\notlp_endpoint = \"http://{collector}\"\n[[apps]]\napp_id = \"{}\"\napp_secret = \"{}\"\nencrypt_key = \"{}\"\nverification_token = \"{}\"\nteam_name = \"Demo\"\n",
-            dir.path().join("data").display(),
-            app.app_id,
-            app.app_secret,
-            app.encrypt_key.as_deref().unwrap(),
-            app.verification_token
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new(BIN)
-        .args(["--config", config.to_str().unwrap(), "all"])
-        .env("OTEL_BSP_SCHEDULE_DELAY", "3600000")
-        .env("OTEL_EXPORTER_OTLP_TIMEOUT", "1000")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let rx = lines(&mut child);
-    let mut log = Vec::new();
-    let line = wait_for_line(&rx, &mut log, "http listening");
-    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-    let addr = v["addr"].as_str().unwrap().to_string();
+    let (mut child, rx, mut log, addr) = spawn_all(
+        dir.path(),
+        &app,
+        &format!("[telemetry]\notlp_endpoint = \"http://{collector}\""),
+        &[
+            ("OTEL_BSP_SCHEDULE_DELAY", "3600000"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "1000"),
+        ],
+    );
     let req = app.request(&app.event_json("otlp-1", "contact.user.created_v3"));
     let mut r = reqwest::Client::new()
         .post(format!("http://{addr}/feishu/{}/events", app.app_id))
