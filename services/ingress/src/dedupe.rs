@@ -56,18 +56,30 @@ pub struct Dedupe {
 }
 
 /// What the caller should do with an event.
-pub enum Claim {
+pub enum Claim<'a> {
     /// Already published: answer 200.
     Published,
     /// Another request is publishing the same event: wait for its outcome.
     Wait(watch::Receiver<Option<bool>>),
     /// Publish it, then report through the guard.
-    Publish(Guard),
+    Publish(Guard<'a>),
 }
 
-pub struct Guard {
+/// The claim to publish an event. Dropped unfinished (its request was cancelled), it leaves
+/// no entry behind, and its waiters see the claim closed.
+pub struct Guard<'a> {
+    dedupe: &'a Dedupe,
     key: Key,
-    tx: watch::Sender<Option<bool>>,
+    /// Taken by `finish`.
+    tx: Option<watch::Sender<Option<bool>>>,
+}
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        if self.tx.is_some() {
+            self.dedupe.lock().inflight.remove(&self.key);
+        }
+    }
 }
 
 fn key(app_id: &str, event_id: &str) -> Key {
@@ -95,6 +107,13 @@ impl Dedupe {
         }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Generations> {
+        match self.inner.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
     fn rotate_if_due(&self, g: &mut Generations) {
         if g.rotated.elapsed() >= self.half_ttl || g.current.len() >= self.per_generation {
             g.previous = std::mem::take(&mut g.current);
@@ -102,39 +121,43 @@ impl Dedupe {
         }
     }
 
-    pub fn claim(&self, app_id: &str, event_id: &str) -> Claim {
+    pub fn claim(&self, app_id: &str, event_id: &str) -> Claim<'_> {
         let k = key(app_id, event_id);
-        let mut g = match self.inner.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut g = self.lock();
         self.rotate_if_due(&mut g);
         if g.current.contains(&k) || g.previous.contains(&k) {
             return Claim::Published;
         }
-        // A claim whose holder went away without finishing (its request was cancelled)
-        // leaves a closed channel: the next copy takes the claim over instead of waiting on
-        // an answer that never comes.
+        // A guard removes its entry when dropped; a closed channel left anyway (a holder
+        // gone without dropping) is taken over rather than waited on.
         if let Some(rx) = g.inflight.get(&k).filter(|rx| rx.has_changed().is_ok()) {
             return Claim::Wait(rx.clone());
         }
         let (tx, rx) = watch::channel(None);
         g.inflight.insert(k, rx);
-        Claim::Publish(Guard { key: k, tx })
+        Claim::Publish(Guard {
+            dedupe: self,
+            key: k,
+            tx: Some(tx),
+        })
     }
 
-    pub fn finish(&self, guard: Guard, published: bool) {
+    pub fn finish(&self, mut guard: Guard<'_>, published: bool) {
         {
-            let mut g = match self.inner.lock() {
-                Ok(g) => g,
-                Err(poisoned) => poisoned.into_inner(),
-            };
+            let mut g = self.lock();
             g.inflight.remove(&guard.key);
             if published {
                 g.current.insert(guard.key);
             }
         }
-        guard.tx.send_replace(Some(published));
+        if let Some(tx) = guard.tx.take() {
+            tx.send_replace(Some(published));
+        }
+    }
+
+    #[cfg(test)]
+    fn inflight(&self) -> usize {
+        self.lock().inflight.len()
     }
 }
 
@@ -153,6 +176,7 @@ mod tests {
         };
         d.finish(g, true);
         assert_eq!(*rx.borrow(), Some(true));
+        assert_eq!(d.inflight(), 0);
         assert!(matches!(d.claim("a", "e1"), Claim::Published));
         assert!(
             matches!(d.claim("b", "e1"), Claim::Publish(_)),
@@ -175,6 +199,7 @@ mod tests {
             rx.has_changed().is_err(),
             "the waiter sees the claim closed"
         );
+        assert_eq!(d.inflight(), 0, "nothing is left behind");
         let Claim::Publish(g) = d.claim("a", "e1") else {
             panic!("the next copy publishes instead of waiting forever")
         };

@@ -43,6 +43,16 @@ pub struct AmqpOptions {
     pub worker_connections: bool,
 }
 
+impl AmqpOptions {
+    /// The wait before the next attempt after `failures` in a row: doubling from
+    /// `reconnect_min`, at most `reconnect_max`.
+    fn reconnect_backoff(&self, failures: u32) -> Duration {
+        self.reconnect_min
+            .saturating_mul(1 << failures.min(10))
+            .min(self.reconnect_max)
+    }
+}
+
 impl std::fmt::Debug for AmqpOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AmqpOptions")
@@ -92,11 +102,19 @@ struct WorkerState {
     conn: Option<Arc<WorkerConn>>,
     /// An open is under way (in a task of the thread's runtime).
     opening: bool,
-    /// Failed opens in a row, and when the next may start: until then, and while an open is
-    /// under way, the thread publishes over the shared connection.
+    /// Failed opens in a row (a connection that died young counts as one), and when the next
+    /// may start: until then, and while an open is under way, the thread publishes over the
+    /// shared connection.
     failures: u32,
     retry_at: Option<Instant>,
+    /// When the current connection opened.
+    opened_at: Option<Instant>,
 }
+
+/// A worker connection that dies sooner than this after opening (a channel error on every
+/// publish, the broker closing it, no confirms) counts as a failed open: the next waits its
+/// backoff instead of churning through handshakes.
+const WORKER_MIN_LIFE: Duration = Duration::from_secs(30);
 
 thread_local! {
     static WORKER_SLOTS: std::cell::RefCell<Vec<Arc<WorkerSlot>>> =
@@ -257,15 +275,32 @@ impl AmqpBus {
         if let Some(conn) = state.conn.as_ref().filter(|c| c.alive()) {
             return Some(conn.clone());
         }
-        state.conn = None;
+        // The next open starts now, or after a backoff when the last connection died young.
+        let mut delay = Duration::ZERO;
+        if state.conn.take().is_some() {
+            let lived = state.opened_at.take().map(|t| t.elapsed());
+            if lived.is_some_and(|l| l < WORKER_MIN_LIFE) {
+                state.failures = state.failures.saturating_add(1);
+                delay = self.inner.opts.reconnect_backoff(state.failures);
+                tracing::warn!(?lived, retry_in = ?delay, "a worker connection to RabbitMQ died young; publishing over the shared one meanwhile");
+            } else {
+                state.failures = 0;
+            }
+        }
         if state.opening || state.retry_at.is_some_and(|t| Instant::now() < t) {
             return None;
         }
         state.opening = true;
         drop(state);
         let opts = self.inner.opts.clone();
-        let closing = self.inner.closing.subscribe();
+        let mut closing = self.inner.closing.subscribe();
         tokio::spawn(async move {
+            if !delay.is_zero() {
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = closing.wait_for(|c| *c) => return,
+                }
+            }
             let name = format!("{}-worker", opts.connection_name);
             let opened = worker::open(
                 &opts.url,
@@ -280,16 +315,13 @@ impl AmqpBus {
             match opened {
                 Ok(conn) => {
                     metrics::counter!("bus_worker_connections_opened_total").increment(1);
-                    state.failures = 0;
                     state.retry_at = None;
+                    state.opened_at = Some(Instant::now());
                     state.conn = Some(conn);
                 }
                 Err(e) => {
                     state.failures = state.failures.saturating_add(1);
-                    let backoff = opts
-                        .reconnect_min
-                        .saturating_mul(1 << state.failures.min(10))
-                        .min(opts.reconnect_max);
+                    let backoff = opts.reconnect_backoff(state.failures);
                     tracing::warn!(error = %e, retry_in = ?backoff, "cannot open a worker connection to RabbitMQ; publishing over the shared one meanwhile");
                     state.retry_at = Some(Instant::now() + backoff);
                 }

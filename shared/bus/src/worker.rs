@@ -77,6 +77,8 @@ pub(crate) struct WorkerConn {
     pending: Mutex<Pending>,
     wake_writer: Notify,
     dead: AtomicBool,
+    /// Wakes the reader when the connection fails elsewhere, so it stops waiting for data.
+    died: Notify,
     frame_max: usize,
     /// A confirm older than this means the connection is stuck: it is dropped.
     confirm_timeout: Duration,
@@ -146,6 +148,7 @@ impl WorkerConn {
             let _ = w.settle.send(Err(why()));
         }
         self.wake_writer.notify_one();
+        self.died.notify_one();
     }
 
     fn fail(&self, why: impl Fn() -> BusError) {
@@ -248,7 +251,15 @@ fn encode_publish(msg: &Message, frame_max: usize) -> Result<Vec<u8>, BusError> 
     ] {
         short(what, v)?;
     }
+    let header_at = out.len();
     put_content_header(&mut out, CHANNEL, msg.body.len() as u64, &msg.props);
+    // The broker closes the connection on a frame over its maximum: refused here instead.
+    if out.len() - header_at > frame_max {
+        return Err(BusError::Broker(format!(
+            "the message's properties take {} bytes, over the broker's frame maximum of {frame_max}",
+            out.len() - header_at
+        )));
+    }
     // Body frames are type, channel, size, the bytes and the end octet: written in place
     // rather than through a copy of each chunk.
     for chunk in msg.body.chunks(frame_max - FRAME_OVERHEAD) {
@@ -505,9 +516,11 @@ async fn handshake(
     let ours = uri.query.frame_max.unwrap_or(FRAME_MAX);
     // As lapin negotiates: the smaller of both sides (0 on one side defers to the other),
     // and never a frame too small for a method.
-    let frame_max = match tune.frame_max {
-        0 => ours,
-        theirs => theirs.min(ours),
+    let frame_max = match (ours, tune.frame_max) {
+        (0, 0) => FRAME_MAX,
+        (0, theirs) => theirs,
+        (ours, 0) => ours,
+        (ours, theirs) => ours.min(theirs),
     }
     .max(4096);
     let heartbeat = match (uri.query.heartbeat.unwrap_or(0), tune.heartbeat) {
@@ -604,6 +617,7 @@ pub(crate) async fn open(
         }),
         wake_writer: Notify::new(),
         dead: AtomicBool::new(false),
+        died: Notify::new(),
         frame_max: tuned.frame_max,
         confirm_timeout,
     });
@@ -705,8 +719,7 @@ async fn write_loop(
             out.extend_from_slice(&[8, 0, 0, 0, 0, 0, 0, FRAME_END]);
         }
         if !out.is_empty() {
-            if let Err(e) = wr.write_all(&out).await {
-                let why = format!("writing to RabbitMQ: {e}");
+            if let Err(why) = write_within(&mut wr, &out, conn.confirm_timeout).await {
                 conn.fail(|| BusError::Unavailable(why.clone()));
                 return;
             }
@@ -715,9 +728,29 @@ async fn write_loop(
         out.clear();
         spare = out;
         if !conn.alive() {
-            // Whatever farewell the connection left was just written.
+            // The connection failed (maybe during that write): its farewell, if still
+            // unsent, goes now.
+            let farewell = std::mem::take(&mut conn.lock().out);
+            if !farewell.is_empty() {
+                let _ = write_within(&mut wr, &farewell, Duration::from_secs(1)).await;
+            }
             return;
         }
+    }
+}
+
+/// Writes all of `bytes`, or says why not: an error, or a socket that took nothing for
+/// `limit` (a broker gone without a reset fills the send buffer; the writer must not sit
+/// there while publishes keep queueing behind it).
+async fn write_within(
+    wr: &mut OwnedWriteHalf,
+    bytes: &[u8],
+    limit: Duration,
+) -> Result<(), String> {
+    match tokio::time::timeout(limit, wr.write_all(bytes)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("writing to RabbitMQ: {e}")),
+        Err(_) => Err(format!("RabbitMQ took no data for {limit:?}")),
     }
 }
 
@@ -830,6 +863,12 @@ async fn read_loop(
                 closing_seen = true;
                 continue;
             }
+            _ = conn.died.notified(), if !closing_seen => {
+                // Failed elsewhere (a stuck confirm, a write error): the broker's answer to
+                // the writer's farewell, or the end of the stream, is awaited briefly.
+                closing_seen = true;
+                continue;
+            }
         };
         match read {
             Ok(Ok(n)) if n > 0 => {}
@@ -872,6 +911,19 @@ mod tests {
                 headers: vec![("traceparent".into(), "00-ab-cd-01".into())],
             },
         }
+    }
+
+    #[test]
+    fn properties_over_the_frame_maximum_are_refused_before_the_broker_sees_them() {
+        let mut m = message(b"body".to_vec());
+        m.props
+            .headers
+            .push(("cloudEvents:subject".into(), "t".repeat(5000)));
+        match encode_publish(&m, 4096) {
+            Err(BusError::Broker(why)) => assert!(why.contains("frame maximum of 4096"), "{why}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert!(encode_publish(&m, 131_072).is_ok(), "fits a larger frame");
     }
 
     #[test]

@@ -12,7 +12,14 @@ pub enum EnvelopeError {
     Unrecognised,
     #[error("event envelope lacks {0}")]
     Missing(&'static str),
+    #[error("event envelope's {0} is longer than {MAX_FIELD_BYTES} bytes")]
+    TooLong(&'static str),
 }
+
+/// The longest event id, event type, app id, tenant key or create time accepted. Feishu's are
+/// 10 to 64 bytes; they travel in AMQP short strings (255 bytes, the routing key
+/// `<app_id>.<event_type>` included), so a longer one could never be published.
+pub const MAX_FIELD_BYTES: usize = 120;
 
 /// Envelope schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +124,10 @@ struct RawEvent {
 
 /// Classifies a (decrypted or plain) body.
 pub fn parse(body: &[u8]) -> Result<Inbound, EnvelopeError> {
+    parse_unbounded(body).and_then(bounded)
+}
+
+fn parse_unbounded(body: &[u8]) -> Result<Inbound, EnvelopeError> {
     let raw: Raw = serde_json::from_slice(body).map_err(|e| EnvelopeError::Json(e.to_string()))?;
     if let Some(enc) = raw.encrypt {
         return Ok(Inbound::Encrypted(enc));
@@ -157,6 +168,24 @@ pub fn parse(body: &[u8]) -> Result<Inbound, EnvelopeError> {
     Err(EnvelopeError::Unrecognised)
 }
 
+/// `parse`, with every identifier bounded by [`MAX_FIELD_BYTES`].
+fn bounded(inbound: Inbound) -> Result<Inbound, EnvelopeError> {
+    if let Inbound::Event(e) = &inbound {
+        for (field, v) in [
+            ("event id", e.event_id.as_str()),
+            ("event type", &e.event_type),
+            ("app id", e.app_id.as_deref().unwrap_or_default()),
+            ("tenant key", &e.tenant_key),
+            ("create time", &e.create_time),
+        ] {
+            if v.len() > MAX_FIELD_BYTES {
+                return Err(EnvelopeError::TooLong(field));
+            }
+        }
+    }
+    Ok(inbound)
+}
+
 /// A legacy message-card callback (`card.action.trigger_v1`, events.md §6.1): a flat,
 /// never encrypted body with `open_message_id` and `action`, signed with SHA-1 over the
 /// Verification Token; its top-level `token` is the card-update token, not the
@@ -186,9 +215,14 @@ pub fn legacy_card(body: &[u8]) -> Option<LegacyCard> {
     if f.schema.is_some() || f.encrypt.is_some() || f.kind.is_some() || f.action.is_none() {
         return None;
     }
+    let tenant_key = f.tenant_key.unwrap_or_default();
+    // A tenant key no AMQP header could carry makes it no card callback of Feishu's.
+    if tenant_key.len() > MAX_FIELD_BYTES {
+        return None;
+    }
     Some(LegacyCard {
         open_message_id: f.open_message_id.filter(|m| !m.is_empty())?,
-        tenant_key: f.tenant_key.unwrap_or_default(),
+        tenant_key,
     })
 }
 
@@ -208,6 +242,47 @@ mod tests {
         assert_eq!(e.app_id.as_deref(), Some("cli_a"));
         assert_eq!(e.token.as_deref(), Some("t"));
         assert_eq!(e.create_time_ms(), 1608725989000);
+    }
+
+    #[test]
+    fn identifiers_too_long_for_an_amqp_header_are_refused() {
+        let long = "x".repeat(MAX_FIELD_BYTES + 1);
+        for (field, body) in [
+            (
+                "event id",
+                format!(r#"{{"schema":"2.0","header":{{"event_id":"{long}","event_type":"t"}}}}"#),
+            ),
+            (
+                "event type",
+                format!(r#"{{"schema":"2.0","header":{{"event_id":"e","event_type":"{long}"}}}}"#),
+            ),
+            (
+                "tenant key",
+                format!(
+                    r#"{{"schema":"2.0","header":{{"event_id":"e","event_type":"t","tenant_key":"{long}"}}}}"#
+                ),
+            ),
+            (
+                "app id",
+                format!(r#"{{"uuid":"u","event":{{"type":"t","app_id":"{long}"}}}}"#),
+            ),
+            (
+                "create time",
+                format!(r#"{{"uuid":"u","ts":"{long}","event":{{"type":"t"}}}}"#),
+            ),
+        ] {
+            assert_eq!(
+                parse(body.as_bytes()),
+                Err(EnvelopeError::TooLong(field)),
+                "{field}"
+            );
+        }
+        let at_limit = "x".repeat(MAX_FIELD_BYTES);
+        let body =
+            format!(r#"{{"schema":"2.0","header":{{"event_id":"{at_limit}","event_type":"t"}}}}"#);
+        assert!(matches!(parse(body.as_bytes()), Ok(Inbound::Event(_))));
+        let card = format!(r#"{{"open_message_id":"om_1","tenant_key":"{long}","action":{{}}}}"#);
+        assert_eq!(legacy_card(card.as_bytes()), None);
     }
 
     #[test]

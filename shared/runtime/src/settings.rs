@@ -625,6 +625,28 @@ impl Settings {
                     ),
                 });
             }
+            // As the console checks them: an empty Verification Token would let anyone sign
+            // a callback (the legacy card signature is SHA-1 over it and the body alone).
+            for (name, v) in [
+                ("app_secret", Some(&app.app_secret)),
+                ("verification_token", Some(&app.verification_token)),
+                ("encrypt_key", app.encrypt_key.as_ref()),
+            ] {
+                let Some(v) = v.map(|v| v.expose_secret()) else {
+                    continue;
+                };
+                let problem = if v.trim().is_empty() && name != "encrypt_key" {
+                    "must not be empty"
+                } else if v.len() > 256 || v.trim() != v {
+                    "is malformed (spaces around it, or over 256 characters)"
+                } else {
+                    continue;
+                };
+                return Err(SettingsError::Invalid {
+                    key: "apps",
+                    problem: format!("entry {i} ({}): {name} {problem}", app.app_id),
+                });
+            }
         }
         Ok(())
     }
@@ -807,6 +829,51 @@ team_name = "Team"
         assert_eq!(s.apps[0].delivery, DeliveryMode::LongConnection);
         std::fs::write(&path, "[[apps]]\napp_id = \"cli_0123456789abcdef\"\napp_secret = \"s\"\nverification_token = \"t\"\ndelivery = \"pigeon\"\n").unwrap();
         assert!(Settings::load_from(Some(&path), env(&[])).is_err());
+    }
+
+    #[test]
+    fn an_app_without_a_verification_token_or_secret_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("apps.toml");
+        for (entry, named) in [
+            (
+                "app_secret = \"s\"\nverification_token = \"\"",
+                "verification_token must not be empty",
+            ),
+            (
+                "app_secret = \"s\"\nverification_token = \"  \"",
+                "verification_token must not be empty",
+            ),
+            (
+                "app_secret = \"\"\nverification_token = \"t\"",
+                "app_secret must not be empty",
+            ),
+            (
+                "app_secret = \"s\"\nverification_token = \" t\"",
+                "verification_token is malformed",
+            ),
+            (
+                "app_secret = \"s\"\nverification_token = \"t\"\nencrypt_key = \"k \"",
+                "encrypt_key is malformed",
+            ),
+        ] {
+            std::fs::write(
+                &path,
+                format!("[[apps]]\napp_id = \"cli_0123456789abcdef\"\n{entry}\n"),
+            )
+            .unwrap();
+            let e = Settings::load_from(Some(&path), env(&[]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(named) && e.contains("cli_0123456789abcdef"),
+                "{entry}: {e}"
+            );
+            assert!(!e.contains("\"s\""), "no secret in the message: {e}");
+        }
+        // No Encrypt Key, written as an empty one, is still allowed.
+        std::fs::write(&path, "[[apps]]\napp_id = \"cli_0123456789abcdef\"\napp_secret = \"s\"\nverification_token = \"t\"\nencrypt_key = \"\"\n").unwrap();
+        assert!(Settings::load_from(Some(&path), env(&[])).is_ok());
     }
 
     #[test]

@@ -274,6 +274,9 @@ async fn every_bad_input_is_refused_and_publishes_nothing() {
         "\"app_id\":\"cli_0000000000000000\"",
     );
     cases.push(("foreign app_id", app.request(&foreign), 400, 40003));
+    // An event id longer than an AMQP short string: refused, not retried by Feishu forever.
+    let long_id = app.event_json(&"e".repeat(300), "contact.user.created_v3");
+    cases.push(("event id too long", app.request(&long_id), 400, 40001));
     // Too large.
     let big = app.event_json(&"x".repeat(70 * 1024), "contact.user.created_v3");
     cases.push(("oversized", app.request(&big), 413, 41300));

@@ -237,6 +237,61 @@ async fn a_connection_lost_midway_never_reports_an_unconfirmed_publish() {
 }
 
 #[tokio::test]
+async fn a_broker_that_stops_reading_fails_the_connection_within_the_confirm_timeout() {
+    let direct = crate::amqp_at(crate::AMQP_URL, false).await;
+    let q = unique("stall");
+    declare(&direct, &q).await;
+    let mut c = direct.consume(&q, 100).await.unwrap();
+    let (addr, proxy) = proxy().await;
+    let bus = crate::amqp_at(&format!("amqp://guest:guest@{addr}/%2f"), false).await;
+    warm(&bus, &q).await;
+    // The peer is there but reads nothing (a broker host gone without a reset): the
+    // publishes fill the socket's buffers and the writer's next write cannot finish.
+    proxy.send_replace(Proxy::Stall);
+    let big: Vec<u8> = (0..400_000u32).map(|i| (i % 249) as u8).collect();
+    let stalled: Vec<_> = (0..64)
+        .map(|i| {
+            let mut m = msg(&q, "a.x", &format!("s{i}"));
+            m.body = Bytes::from(big.clone());
+            m
+        })
+        .collect();
+    let results = join_all(stalled.iter().map(|m| bus.publish_from_worker(m))).await;
+    for (m, r) in stalled.iter().zip(&results) {
+        match r {
+            Err(BusError::Unavailable(_) | BusError::ConfirmTimeout(_)) => {}
+            other => panic!("{}: expected a failure, got {other:?}", m.props.message_id),
+        }
+    }
+    // Dropped by its writer, not two heartbeat intervals (two minutes) later by its reader.
+    until("the stalled connection is dropped", || {
+        !amqp_of(&bus).has_worker_connection()
+    })
+    .await;
+    // Once the broker reads again, the thread publishes and gets a connection again.
+    proxy.send_replace(Proxy::Open);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while bus
+        .publish_from_worker(&msg(&q, "a.x", "after"))
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no publish after the stall"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    warm(&bus, &q).await;
+    let mut ids = std::collections::BTreeSet::new();
+    while !ids.contains("after") {
+        let d = next(&mut c).await;
+        ids.insert(d.props.message_id.clone());
+        d.ack().await.unwrap();
+    }
+}
+
+#[tokio::test]
 async fn closing_the_bus_closes_the_worker_connection() {
     let bus = crate::amqp_at(crate::AMQP_URL, false).await;
     let q = unique("close");
@@ -267,6 +322,8 @@ enum Proxy {
     Hold,
     /// Every connection cut, new ones refused.
     Cut,
+    /// Nothing read either way: the peers' buffers fill.
+    Stall,
 }
 
 /// A TCP proxy to the local RabbitMQ, steered by the returned sender.
@@ -308,6 +365,10 @@ async fn pump(
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut buf = vec![0u8; 64 * 1024];
     loop {
+        match mode.wait_for(|m| *m != Proxy::Stall).await.map(|m| *m) {
+            Ok(Proxy::Cut) | Err(_) => return,
+            Ok(_) => {}
+        }
         let n = tokio::select! {
             r = from.read(&mut buf) => match r {
                 Ok(0) | Err(_) => return,
@@ -315,7 +376,8 @@ async fn pump(
             },
             _ = mode.wait_for(|m| *m == Proxy::Cut) => return,
         };
-        let wanted = |m: &Proxy| *m == Proxy::Cut || !(holdable && *m == Proxy::Hold);
+        let wanted =
+            |m: &Proxy| *m == Proxy::Cut || !(*m == Proxy::Stall || holdable && *m == Proxy::Hold);
         match mode.wait_for(wanted).await.map(|m| *m) {
             Ok(Proxy::Cut) | Err(_) => return,
             Ok(_) => {}
