@@ -13,8 +13,33 @@ use bridge_contracts::topology::topology;
 
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
-pub async fn amqp() -> Bus {
-    amqp_at(AMQP_URL, true).await
+/// A bus declaring the whole topology as quorum queues, as in production, under a prefix of
+/// its own; `delete_topology_queues(prefix)` removes them once the test is done.
+pub async fn amqp() -> (Bus, String) {
+    let prefix = format!("t{}.", uuid::Uuid::new_v4().simple());
+    (amqp_prefixed(AMQP_URL, true, &prefix).await, prefix)
+}
+
+/// Deletes the topology's queues under `prefix` (main, retry and dead-letter queues). Left to
+/// expire instead, a quorum queue bound to a shared exchange (`notify.requests`, say) goes
+/// while the next test binary publishes there, and RabbitMQ 3.10 closes that publisher's
+/// connection with INTERNAL_ERROR (a quorum queue deleted under a publish).
+pub async fn delete_topology_queues(prefix: &str) {
+    use lapin::options::QueueDeleteOptions;
+    let conn = lapin::Connection::connect(AMQP_URL, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    for q in topology().queues {
+        let mut spec = bridge_bus::QueueSpec::from(q);
+        spec.name = format!("{prefix}{}", spec.name);
+        for p in bridge_bus::queue_plan(&spec) {
+            ch.queue_delete(&p.name, QueueDeleteOptions::default())
+                .await
+                .unwrap_or_else(|e| panic!("deleting {}: {e}", p.name));
+        }
+    }
+    let _ = conn.close(200, "done").await;
 }
 
 /// A bus at `url`; `quorum` false declares the topology as classic queues (cheap for the
@@ -55,7 +80,9 @@ macro_rules! both {
         mod $name {
             #[tokio::test]
             async fn amqp() {
-                super::suite::$name(super::amqp().await).await;
+                let (bus, prefix) = super::amqp().await;
+                super::suite::$name(bus).await;
+                super::delete_topology_queues(&prefix).await;
             }
             #[tokio::test]
             async fn embedded() {
@@ -211,4 +238,5 @@ async fn the_topology_is_on_the_broker_with_its_arguments() {
     assert!(declared >= 4 * 6);
     let _ = conn.close(200, "done").await;
     bus.close().await;
+    delete_topology_queues(&prefix).await;
 }
