@@ -75,41 +75,60 @@ echo "events: $EVENTS per run, concurrency $CONC"
 
 # Rounds of the ceiling and the ingress in turn: the broker's pace drifts over a minute (its
 # write-ahead log, compaction), so each ratio compares runs seconds apart, the order within a
-# round alternates (the run after a purge pays for some of the broker's background work), and
-# the report takes the round with the median ratio.
-ROUNDS=${ROUNDS:-5}
+# round alternates, every run starts once the broker has gone quiet after the last one's purge
+# (else the run that follows pays for the broker's clean-up), and the report takes the round
+# with the median ratio; the ratio of all rounds pooled, the hypervisor's steal during each
+# run and the ingress's publish-to-confirm time are printed beside it.
+ROUNDS=${ROUNDS:-9}
 : > "$OUT/rounds.jsonl"
 run_ceiling() {
-  local b0 b1
-  b0=$(cpu_secs "$BEAM")
+  local b0 b1 s0 s1
+  wait_quiet "$BEAM"
+  b0=$(cpu_secs "$BEAM"); s0=$(steal_secs)
   CEIL=$("$LOAD" ceiling --amqp "$AMQP" --app-id "$APP_ID" --messages "$EVENTS" --concurrency "$CONC" --channels "${CHANNELS:-4}")
-  b1=$(cpu_secs "$BEAM")
-  MQ_CEIL=$(python3 -c "print($b1 - $b0)")
+  b1=$(cpu_secs "$BEAM"); s1=$(steal_secs)
+  MQ_CEIL=$(python3 -c "print($b1 - $b0)"); STEAL_CEIL=$(python3 -c "print(round($s1 - $s0, 2))")
   "$LOAD" purge --amqp "$AMQP" --queue "$QUEUE"
 }
+# Sum and count of the ingress's publish-to-confirm times so far.
+publish_times() {
+  curl -fs "http://127.0.0.1:$PORT/metrics" | awk '
+    /^ingress_publish_duration_seconds_sum\{outcome="confirmed"\}/ {s = $2}
+    /^ingress_publish_duration_seconds_count\{outcome="confirmed"\}/ {n = $2}
+    END {printf "%s %s\n", s + 0, n + 0}'
+}
 run_ingress() {
-  local b0 b1 i0 i1
-  b0=$(cpu_secs "$BEAM"); i0=$(cpu_secs "$BRIDGE_PID")
+  local b0 b1 i0 i1 s0 s1 p0 p1
+  wait_quiet "$BEAM"
+  b0=$(cpu_secs "$BEAM"); i0=$(cpu_secs "$BRIDGE_PID"); s0=$(steal_secs); p0=$(publish_times)
   ING=$("$LOAD" webhook --url "http://127.0.0.1:$PORT/feishu/$APP_ID/events" --app-id "$APP_ID" \
     --encrypt-key "$EK" --token "$VT" --events "$EVENTS" --concurrency "$CONC" --label ingress)
-  b1=$(cpu_secs "$BEAM"); i1=$(cpu_secs "$BRIDGE_PID")
+  b1=$(cpu_secs "$BEAM"); i1=$(cpu_secs "$BRIDGE_PID"); s1=$(steal_secs); p1=$(publish_times)
+  CONFIRM_MS=$(python3 -c "s0, n0, s1, n1 = map(float, '$p0 $p1'.split()); print(round((s1 - s0) / max(n1 - n0, 1) * 1000, 2))")
   MQ_ING=$(python3 -c "print($b1 - $b0)"); ING_CPU=$(python3 -c "print($i1 - $i0)")
+  STEAL_ING=$(python3 -c "print(round($s1 - $s0, 2))")
   "$LOAD" purge --amqp "$AMQP" --queue "$QUEUE"
 }
 for r in $(seq "$ROUNDS"); do
   if [ $((r % 2)) -eq 1 ]; then run_ceiling; run_ingress; else run_ingress; run_ceiling; fi
-  echo "{\"round\": $r, \"ceiling\": $CEIL, \"ingress\": $ING, \"mq_ceiling\": $MQ_CEIL, \"mq_ingress\": $MQ_ING, \"ingress_cpu\": $ING_CPU}" >> "$OUT/rounds.jsonl"
+  echo "{\"round\": $r, \"ceiling\": $CEIL, \"ingress\": $ING, \"mq_ceiling\": $MQ_CEIL, \"mq_ingress\": $MQ_ING, \"ingress_cpu\": $ING_CPU, \"steal_ceiling\": $STEAL_CEIL, \"steal_ingress\": $STEAL_ING, \"confirm_ms\": $CONFIRM_MS}" >> "$OUT/rounds.jsonl"
 done
 RSS=$(peak_rss "$BRIDGE_PID")
-read -r CEIL ING < <(python3 - "$OUT/rounds.jsonl" "$EVENTS" <<'PY'
+read -r CEIL ING < <(python3 - "$OUT/rounds.jsonl" "$EVENTS" "$CONC" <<'PY'
 import json, sys
 rounds = [json.loads(l) for l in open(sys.argv[1])]
 n = sys.argv[2]
+conc = int(sys.argv[3])
 for r in rounds:
     c, i = r["ceiling"], r["ingress"]
     print(f"round {r['round']}: ceiling {c['per_second']:.0f}/s, ingress {i['per_second']:.0f}/s, ratio {i['per_second'] / c['per_second']:.2f}; "
           f"cpu seconds for {n} messages: ceiling run: rabbitmq {r['mq_ceiling']:.2f}, the lapin publisher {c['cpu_s']:.2f}; "
-          f"ingress run: rabbitmq {r['mq_ingress']:.2f}, the ingress process {r['ingress_cpu']:.2f}, the load generator {i['cpu_s']:.2f}", file=sys.stderr)
+          f"ingress run: rabbitmq {r['mq_ingress']:.2f}, the ingress process {r['ingress_cpu']:.2f}, the load generator {i['cpu_s']:.2f}; "
+          f"ingress run's mean answer {i['seconds'] * conc / max(i['requests'], 1) * 1000:.2f} ms, of which publish to confirm {r['confirm_ms']:.2f} ms (ceiling's {c['seconds'] * conc / max(c['requests'], 1) * 1000:.2f} ms); "
+          f"stolen by the hypervisor: ceiling run {r['steal_ceiling']:.2f} s in {c['seconds']:.1f} s, ingress run {r['steal_ingress']:.2f} s in {i['seconds']:.1f} s", file=sys.stderr)
+pooled = sum(r["ingress"]["requests"] for r in rounds) / sum(r["ingress"]["seconds"] for r in rounds)
+pooled /= sum(r["ceiling"]["requests"] for r in rounds) / sum(r["ceiling"]["seconds"] for r in rounds)
+print(f"all rounds pooled (events over seconds, each side): ratio {pooled:.2f}", file=sys.stderr)
 rounds.sort(key=lambda r: r["ingress"]["per_second"] / r["ceiling"]["per_second"])
 mid = rounds[len(rounds) // 2]
 print(json.dumps(mid["ceiling"], separators=(",", ":")), json.dumps(mid["ingress"], separators=(",", ":")))

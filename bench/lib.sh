@@ -53,6 +53,23 @@ cpu_secs() {
   awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f\n", ($14 + $15) / hz}' "/proc/$1/stat" 2>/dev/null || echo 0
 }
 
+# Waits (at most 15 s) until process $1 has been idle (under 8 % of a core) for a quarter of a
+# second: a run that starts while the broker still cleans up after the last one pays for it.
+wait_quiet() {
+  local a b
+  for _ in $(seq 60); do
+    a=$(cpu_secs "$1"); sleep 0.25; b=$(cpu_secs "$1")
+    python3 -c "import sys; sys.exit(0 if $b - $a < 0.02 else 1)" && return 0
+  done
+  echo "process $1 did not quiet down" >&2
+}
+
+# Seconds the hypervisor has kept this machine's cores from running it (both cores summed),
+# from /proc/stat: a run that lost more of them than its partner is slower for it.
+steal_secs() {
+  awk -v hz="$(getconf CLK_TCK)" '/^cpu / {printf "%.2f\n", $9 / hz}' /proc/stat
+}
+
 # CPU seconds used so far by all of user $1's processes (PostgreSQL's backends, RabbitMQ).
 user_cpu_secs() {
   local p

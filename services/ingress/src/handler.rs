@@ -321,6 +321,7 @@ pub(crate) async fn publish_once(
         received_at_ms,
         bridge_runtime::telemetry::current_traceparent(),
     );
+    let started = std::time::Instant::now();
     let result = tokio::time::timeout(
         state.settings.publish_timeout,
         state.bus.publish_from_worker(&msg),
@@ -329,6 +330,20 @@ pub(crate) async fn publish_once(
     .unwrap_or(Err(bridge_bus::BusError::ConfirmTimeout(
         state.settings.publish_timeout,
     )));
+    // From the publish to the broker's confirm (or the failure): the broker's share of the
+    // answer's latency.
+    bridge_runtime::meter::record(
+        "ingress_publish_duration_seconds",
+        &[(
+            "outcome",
+            if result.is_ok() {
+                "confirmed"
+            } else {
+                "failed"
+            },
+        )],
+        started.elapsed().as_secs_f64(),
+    );
     state.dedupe.finish(guard, result.is_ok());
     result?;
     state.activity.seen(app_id, &env.event_type);

@@ -344,6 +344,10 @@ async fn health_readiness_and_metrics() {
         "{text}"
     );
     assert!(text.contains("http_requests_total"), "{text}");
+    assert!(
+        text.contains("ingress_publish_duration_seconds_count{outcome=\"confirmed\"}"),
+        "{text}"
+    );
     // Events go out over the HTTP worker's own connection (opened in the background after
     // the worker's first event, which lapin's shared connection carries).
     let mut i = 0;
