@@ -61,6 +61,23 @@ fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
     }
 }
 
+/// Sends SIGTERM, asserts a clean exit, and adds the output lines still coming to `log`.
+fn terminate_cleanly(
+    child: &mut Child,
+    rx: &std::sync::mpsc::Receiver<String>,
+    log: &mut Vec<String>,
+) {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = wait_exit(child);
+    assert!(status.success(), "clean exit on SIGTERM: {status}");
+    while let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
+        log.push(l);
+    }
+}
+
 /// `feishu-bridge all` as a child, on a settings file in `dir` binding `app` (plus `extra`
 /// TOML) and with `env`; returns it with its output lines, the lines read so far and the
 /// address it listens on.
@@ -134,15 +151,7 @@ async fn all_mode_runs_on_defaults_stops_cleanly_and_never_logs_secrets() {
         .unwrap();
     assert_eq!(ready.status(), 200);
 
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let status = wait_exit(&mut child);
-    assert!(status.success(), "clean exit on SIGTERM: {status}");
-    while let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
-        log.push(l);
-    }
+    terminate_cleanly(&mut child, &rx, &mut log);
     let text = log.join("\n");
     assert!(text.contains("\"stopped\""), "{text}");
     let master = std::fs::read_to_string(dir.path().join("data/master.key")).unwrap();
@@ -302,15 +311,7 @@ async fn spans_are_exported_over_otlp_and_flushed_on_sigterm() {
         !contains(&seen.lock().unwrap(), "feishu_webhook"),
         "nothing is exported before the flush"
     );
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let status = wait_exit(&mut child);
-    assert!(status.success(), "clean exit on SIGTERM: {status}");
-    while let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
-        log.push(l);
-    }
+    terminate_cleanly(&mut child, &rx, &mut log);
     let bytes = seen.lock().unwrap().clone();
     assert!(
         contains(&bytes, "feishu_webhook"),
