@@ -2,7 +2,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: demo run test test-unit lint fmt fmt-check clippy bench bench-ingress bench-longconn bench-directory bench-auth bench-notifier up down build release migrate services-check browser-check
+.PHONY: demo run test test-unit lint fmt fmt-check clippy bench bench-ingress bench-longconn bench-directory bench-auth bench-notifier bench-emulator up down build release migrate services-check browser-check
 
 ## Try it: the Feishu emulator with a demo organisation and every service in one process on
 ## SQLite and the embedded bus (no servers needed), set up and initialised. Ctrl-C stops it.
@@ -50,7 +50,7 @@ services-check:
 browser-check:
 	@bash scripts/ensure-browser.sh
 
-bench: bench-ingress bench-longconn bench-directory bench-auth bench-notifier
+bench: bench-ingress bench-longconn bench-directory bench-auth bench-notifier bench-emulator
 
 bench-auth:
 	bash bench/auth.sh
@@ -66,6 +66,10 @@ bench-longconn:
 
 bench-notifier:
 	bash bench/notifier.sh
+
+# The emulator's own benchmarks: #[ignore]d tests (timed, release build), run here only.
+bench-emulator:
+	cargo test -p feishu-emulator --release --test emulator -- --ignored bench --nocapture --test-threads 1
 
 up:
 	docker compose up -d --build

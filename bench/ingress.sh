@@ -92,7 +92,7 @@ run_ceiling() {
 }
 # Sum and count of the ingress's publish-to-confirm times so far.
 publish_times() {
-  curl -fs "http://127.0.0.1:$PORT/metrics" | awk '
+  { curl -fs "http://127.0.0.1:$PORT/metrics" || true; } | awk '
     /^ingress_publish_duration_seconds_sum\{outcome="confirmed"\}/ {s = $2}
     /^ingress_publish_duration_seconds_count\{outcome="confirmed"\}/ {n = $2}
     END {printf "%s %s\n", s + 0, n + 0}'

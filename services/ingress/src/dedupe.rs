@@ -128,9 +128,8 @@ impl Dedupe {
         if g.current.contains(&k) || g.previous.contains(&k) {
             return Claim::Published;
         }
-        // A guard removes its entry when dropped; a closed channel left anyway (a holder
-        // gone without dropping) is taken over rather than waited on.
-        if let Some(rx) = g.inflight.get(&k).filter(|rx| rx.has_changed().is_ok()) {
+        // An unfinished guard removes its entry when dropped: an entry here has a holder.
+        if let Some(rx) = g.inflight.get(&k) {
             return Claim::Wait(rx.clone());
         }
         let (tx, rx) = watch::channel(None);

@@ -682,7 +682,12 @@ async fn write_loop(
             _ = closing.wait_for(|c| *c) => None,
         };
         let Some(woke) = woke else {
-            let _ = wr.write_all(&connection_close(200, "shutting down")).await;
+            let _ = write_within(
+                &mut wr,
+                &connection_close(200, "shutting down"),
+                Duration::from_secs(1),
+            )
+            .await;
             return;
         };
         if woke {
@@ -847,10 +852,6 @@ async fn read_loop(
             }
         }
         buf.drain(..at);
-        if !conn.alive() && !closing_seen {
-            // Failed elsewhere (a stuck confirm, a write error): the writer said goodbye.
-            closing_seen = true;
-        }
         let wait = if closing_seen {
             Duration::from_secs(1)
         } else {

@@ -166,13 +166,13 @@ async fn a_nack_fails_only_its_publish() {
 
 #[tokio::test]
 async fn a_connection_lost_midway_never_reports_an_unconfirmed_publish() {
-    let direct = crate::amqp_at(crate::AMQP_URL, false).await;
-    let q = unique("cut");
-    declare(&direct, &q).await;
-    let mut c = direct.consume(&q, 1000).await.unwrap();
-    let (addr, proxy) = proxy().await;
-    let bus = crate::amqp_at(&format!("amqp://guest:guest@{addr}/%2f"), false).await;
-    warm(&bus, &q).await;
+    let Proxied {
+        _direct,
+        q,
+        mut c,
+        proxy,
+        bus,
+    } = proxied("cut", 1000).await;
     let before = amqp_of(&bus).worker_publishes();
     // Confirmed before the trouble: every one is reported published.
     let first: Vec<_> = (0..500).map(|i| msg(&q, "a.x", &format!("a{i}"))).collect();
@@ -212,12 +212,7 @@ async fn a_connection_lost_midway_never_reports_an_unconfirmed_publish() {
         "every publish went over the thread's own connection"
     );
     // The broker took some of them, but none was confirmed: none is reported published.
-    for (m, r) in second.iter().zip(&results) {
-        match r {
-            Err(BusError::Unavailable(_) | BusError::ConfirmTimeout(_)) => {}
-            other => panic!("{}: expected a failure, got {other:?}", m.props.message_id),
-        }
-    }
+    assert_all_failed(&second, &results);
     // What the broker took: drain until it has been quiet for a second.
     while let Ok(Some(d)) = tokio::time::timeout(Duration::from_secs(1), c.next()).await {
         received.insert(d.props.message_id.clone());
@@ -238,13 +233,13 @@ async fn a_connection_lost_midway_never_reports_an_unconfirmed_publish() {
 
 #[tokio::test]
 async fn a_broker_that_stops_reading_fails_the_connection_within_the_confirm_timeout() {
-    let direct = crate::amqp_at(crate::AMQP_URL, false).await;
-    let q = unique("stall");
-    declare(&direct, &q).await;
-    let mut c = direct.consume(&q, 100).await.unwrap();
-    let (addr, proxy) = proxy().await;
-    let bus = crate::amqp_at(&format!("amqp://guest:guest@{addr}/%2f"), false).await;
-    warm(&bus, &q).await;
+    let Proxied {
+        _direct,
+        q,
+        mut c,
+        proxy,
+        bus,
+    } = proxied("stall", 100).await;
     // The peer is there but reads nothing (a broker host gone without a reset): the
     // publishes fill the socket's buffers and the writer's next write cannot finish.
     proxy.send_replace(Proxy::Stall);
@@ -257,12 +252,7 @@ async fn a_broker_that_stops_reading_fails_the_connection_within_the_confirm_tim
         })
         .collect();
     let results = join_all(stalled.iter().map(|m| bus.publish_from_worker(m))).await;
-    for (m, r) in stalled.iter().zip(&results) {
-        match r {
-            Err(BusError::Unavailable(_) | BusError::ConfirmTimeout(_)) => {}
-            other => panic!("{}: expected a failure, got {other:?}", m.props.message_id),
-        }
-    }
+    assert_all_failed(&stalled, &results);
     // Dropped by its writer, not two heartbeat intervals (two minutes) later by its reader.
     until("the stalled connection is dropped", || {
         !amqp_of(&bus).has_worker_connection()
@@ -303,6 +293,43 @@ async fn closing_the_bus_closes_the_worker_connection() {
         !amqp.has_worker_connection()
     })
     .await;
+}
+
+/// A queue with a consumer over a direct bus, and a bus through a steerable proxy whose
+/// thread has its worker connection.
+struct Proxied {
+    _direct: Bus,
+    q: String,
+    c: bridge_bus::Consumer,
+    proxy: tokio::sync::watch::Sender<Proxy>,
+    bus: Bus,
+}
+
+async fn proxied(name: &str, prefetch: u16) -> Proxied {
+    let direct = crate::amqp_at(crate::AMQP_URL, false).await;
+    let q = unique(name);
+    declare(&direct, &q).await;
+    let c = direct.consume(&q, prefetch).await.unwrap();
+    let (addr, proxy) = proxy().await;
+    let bus = crate::amqp_at(&format!("amqp://guest:guest@{addr}/%2f"), false).await;
+    warm(&bus, &q).await;
+    Proxied {
+        _direct: direct,
+        q,
+        c,
+        proxy,
+        bus,
+    }
+}
+
+/// None of `msgs` was reported published.
+fn assert_all_failed(msgs: &[bridge_bus::Message], results: &[Result<(), BusError>]) {
+    for (m, r) in msgs.iter().zip(results) {
+        match r {
+            Err(BusError::Unavailable(_) | BusError::ConfirmTimeout(_)) => {}
+            other => panic!("{}: expected a failure, got {other:?}", m.props.message_id),
+        }
+    }
 }
 
 /// Waits until `check` holds, polling every 10 ms; fails with `what` after 10 s.
